@@ -1,0 +1,151 @@
+"""``coderunner-gateway``: start the gateway.
+
+    coderunner-gateway --host 127.0.0.1 --port 8222 --workspace DIR
+
+The token comes from ``--token-file`` or ``CODERUNNER_TOKEN`` (never from
+argv, which other users can read in ``ps``). ``--port 0`` picks a free port;
+``--ready-file`` receives ``{"url": ..., "pid": ...}`` once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+
+from . import __version__
+from .settings import MiB, Settings
+
+log = logging.getLogger("coderunner_gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coderunner-gateway", description="Run the coderunner gateway.")
+    p.add_argument("--host", default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; the container image uses 0.0.0.0)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("CODERUNNER_PORT", "8222")),
+                   help="TCP port (0 = any free port)")
+    p.add_argument("--uds", help="listen on this unix socket instead of TCP")
+    p.add_argument("--workspace", default=os.environ.get("CODERUNNER_WORKSPACE") or os.getcwd(),
+                   help="directory code runs in (default: $CODERUNNER_WORKSPACE or the current directory)")
+    p.add_argument("--token-file", help="read the API token from this file (else $CODERUNNER_TOKEN)")
+    p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
+    p.add_argument("--max-sessions", type=int, default=32, help="live sessions allowed (default 32)")
+    p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds an idle session lives (default 3600)")
+    p.add_argument("--max-output-bytes", type=int, default=16 * MiB,
+                   help="output kept per aggregated (JSON) execution (default 16 MiB)")
+    p.add_argument("--max-request-bytes", type=int, default=32 * MiB, help="largest request body (default 32 MiB)")
+    p.add_argument("--default-timeout", type=float, help="timeout for executions that give none (default: none)")
+    p.add_argument("--ready-file", help="write {url, pid} here once listening")
+    p.add_argument("--log-level", default=os.environ.get("CODERUNNER_LOG_LEVEL", "info"))
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--version", action="version", version=f"coderunner-gateway {__version__}")
+    return p
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    token = os.environ.pop("CODERUNNER_TOKEN", None)  # children must not inherit it
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            sys.exit(f"coderunner-gateway: cannot read --token-file: {exc.strerror}: {args.token_file}")
+    return token or None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workspace = os.path.abspath(args.workspace)
+    if not os.path.isdir(workspace):
+        sys.exit(f"coderunner-gateway: workspace {workspace} is not a directory: create it or pass --workspace")
+    settings = Settings(
+        workspace=workspace,
+        token=_token(args),
+        pool_size=max(0, args.pool_size),
+        max_sessions=max(1, args.max_sessions),
+        session_ttl=args.session_ttl,
+        max_output_bytes=args.max_output_bytes,
+        max_request_bytes=args.max_request_bytes,
+        default_timeout=args.default_timeout,
+    )
+    os.chmod(settings.runtime_dir, 0o700)
+    if settings.token is None:
+        log.warning("no token set (CODERUNNER_TOKEN or --token-file): the API is open to anyone who can reach it")
+    try:
+        asyncio.run(_serve(args, settings))
+    finally:
+        shutil.rmtree(settings.runtime_dir, ignore_errors=True)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    app, gateway = create_app(settings)
+    config = uvicorn.Config(
+        app, log_level=args.log_level.lower(), access_log=args.access_log, lifespan="on",
+        timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+    )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:  # type: ignore[override]
+            # end running code first, so open streams finish with "died"
+            # instead of holding the graceful shutdown open
+            if sig in (signal.SIGTERM, signal.SIGINT) and not self.should_exit:
+                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(gateway.close()))
+            super().handle_exit(sig, frame)
+
+    loop = asyncio.get_running_loop()
+    server = Server(config)
+    if args.uds:
+        with __import__("contextlib").suppress(FileNotFoundError):
+            os.unlink(args.uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(args.uds)
+        os.chmod(args.uds, 0o600)
+        url = f"unix:{args.uds}"
+    else:
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as exc:
+            sys.exit(f"coderunner-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror} "
+                     "(is another gateway running? pick another --port, or 0 for any free port)")
+        host, port = sock.getsockname()[:2]
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    sock.listen(128)
+    sock.set_inheritable(False)
+
+    async def announce() -> None:
+        while not server.started and not server.should_exit:
+            await asyncio.sleep(0.01)
+        if server.started:
+            log.info("coderunner-gateway %s listening on %s (workspace %s)", __version__, url, settings.workspace)
+            if args.ready_file:
+                tmp = args.ready_file + ".tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump({"url": url, "pid": os.getpid()}, f)
+                os.replace(tmp, args.ready_file)
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        announcer.cancel()
+        await gateway.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The gateway's HTTP API (v1), as laid out in ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from . import __version__, files
+from .errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from .events import Collector, Sink, StreamSink
+from .outcome import Outcome
+from .scripts import ScriptRunner
+from .sessions import SessionManager
+from .settings import Settings
+from .validation import Fields, read_json
+
+log = logging.getLogger("coderunner_gateway")
+
+NDJSON = "application/x-ndjson"
+EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "argv", "env", "filename"}
+DEPRECATED = {"Deprecation": "true"}
+
+
+class Gateway:
+    """Holds the running state; routes are its methods."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions = SessionManager(settings)
+        self.scripts = ScriptRunner(settings)
+        self.started = time.time()
+        self._closed = False
+
+    async def startup(self) -> None:
+        self.sessions.start()
+
+    async def close(self) -> None:
+        """Idempotent: end every kernel, bash and script process."""
+        if self._closed:
+            return
+        self._closed = True
+        from .scripts import _killpg
+
+        for pgid in list(self.scripts.running):
+            _killpg(pgid)
+        await self.sessions.close()
+
+    # -- execution ------------------------------------------------------------
+    async def run(self, sink: Sink, req: dict[str, Any]) -> dict[str, Any]:
+        """Emit ``start``, the code's events and ``done``; return ``done``."""
+        session = req["session"]
+        await sink.emit({"type": "start", "session_id": session.id if session else None})
+        t0 = time.perf_counter()
+        if session is not None:
+            outcome = await self.sessions.execute(session, req["code"], req["timeout"], sink)
+        else:
+            outcome = await self.scripts.run(
+                sink, code=req["code"], language=req["language"], argv=req["argv"], stdin=req["stdin"],
+                env=req["env"], timeout=req["timeout"], filename=req["filename"],
+            )
+        done = _done_event(outcome, time.perf_counter() - t0)
+        await sink.emit(done)
+        return done
+
+    def parse_execute(self, data: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+        f = Fields(data, EXECUTE_FIELDS, strict=strict)
+        code = f.str("code")
+        if code is None:
+            raise BadRequest("field 'code' is required: the code to run", code="invalid_field")
+        if not code.strip():
+            raise BadRequest("field 'code' is empty: send some code to run", code="empty_code")
+        sid = f.str("session_id", nonempty=True)
+        language = f.language()
+        req = {
+            "code": code,
+            "language": language,
+            "timeout": f.number("timeout", maximum=self.settings.max_timeout) or self.settings.default_timeout,
+            "stdin": f.str("stdin"),
+            "argv": f.str_list("argv"),
+            "env": f.str_map("env"),
+            "filename": f.str("filename"),
+            "session": None,
+        }
+        if sid is not None:
+            only_scripts = [k for k in ("stdin", "argv", "env", "filename") if data.get(k) not in (None, [], {})]
+            if only_scripts:
+                raise BadRequest(
+                    f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
+                    code="invalid_field",
+                )
+            session = self.sessions.get(sid)
+            if "language" in data and session.language != language:
+                raise BadRequest(f"session {sid!r} runs {session.language}, not {language}", code="language_mismatch")
+            req["session"] = session
+        return req
+
+    async def respond_execute(self, request: Request, req: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+        if NDJSON in request.headers.get("accept", ""):
+            return StreamingResponse(self._stream(req), media_type=NDJSON, headers=headers)
+        collector = Collector(self.settings.max_output_bytes)
+        await self.run(collector, req)
+        return JSONResponse(collector.result(), headers=headers)
+
+    async def _stream(self, req: dict[str, Any]):
+        sink = StreamSink()
+
+        async def produce() -> None:
+            try:
+                await self.run(sink, req)
+            except Exception:
+                log.exception("execution failed")
+                await sink.emit({"type": "done", "status": "error", "exit_code": 1, "execution_time": 0.0,
+                                 "message": "internal gateway error; see the gateway log"})
+            finally:
+                await sink.close()
+
+        task = asyncio.create_task(produce())
+        try:
+            while (line := await sink.queue.get()) is not None:
+                yield line
+        finally:
+            if not task.done():  # the client went away: stop the code it started
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    # -- routes -----------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({
+            "status": "ok",
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 3),
+            "sessions": len(self.sessions.sessions),
+            "warm_kernels": len(self.sessions.pool.warm),
+            "running_scripts": len(self.scripts.running),
+            "auth": self.settings.token is not None,
+        })
+
+    async def execute(self, request: Request) -> Response:
+        data = await read_json(request, self.settings.max_request_bytes)
+        return await self.respond_execute(request, self.parse_execute(data))
+
+    async def legacy_execute(self, request: Request) -> Response:
+        data = await read_json(request, self.settings.max_request_bytes)
+        if "code" not in data and "command" in data:
+            data["code"] = data.pop("command")
+        req = self.parse_execute({k: v for k, v in data.items() if k in EXECUTE_FIELDS}, strict=False)
+        return await self.respond_execute(request, req, DEPRECATED)
+
+    async def create_session(self, request: Request) -> Response:
+        data = await read_json(request, self.settings.max_request_bytes, allow_empty=True)
+        f = Fields(data, {"name", "language"})
+        session = await self.sessions.create(f.str("name", nonempty=True), f.language())
+        return JSONResponse(session.info(), status_code=201)
+
+    async def list_sessions(self, request: Request) -> Response:
+        return JSONResponse({"sessions": self.sessions.list()})
+
+    async def get_session(self, request: Request) -> Response:
+        return JSONResponse(self.sessions.get(request.path_params["sid"]).info())
+
+    async def delete_session(self, request: Request) -> Response:
+        await self.sessions.delete(request.path_params["sid"])
+        return JSONResponse({"deleted": request.path_params["sid"]})
+
+    async def interrupt_session(self, request: Request) -> Response:
+        session = await self.sessions.interrupt(request.path_params["sid"])
+        return JSONResponse(session.info())
+
+    async def restart_session(self, request: Request) -> Response:
+        session = await self.sessions.restart(request.path_params["sid"])
+        return JSONResponse(session.info())
+
+    async def legacy_session(self, request: Request) -> Response:
+        """``/v1/sessions/session``: the original API, session id in query or body."""
+        if request.method == "POST":
+            data = await read_json(request, self.settings.max_request_bytes, allow_empty=True)
+            session = await self.sessions.create(None, Fields(data, set(), strict=False).language())
+            return JSONResponse(session.info(), headers=DEPRECATED)
+        sid = request.query_params.get("session_id")
+        if sid is None and request.method == "DELETE":
+            sid = (await read_json(request, self.settings.max_request_bytes, allow_empty=True)).get("session_id")
+        if not isinstance(sid, str) or not sid:
+            raise BadRequest("give the session as ?session_id=ID", code="invalid_field")
+        if request.method == "GET":
+            return JSONResponse(self.sessions.get(sid).info(), headers=DEPRECATED)
+        await self.sessions.delete(sid)
+        return JSONResponse({"deleted": sid}, headers=DEPRECATED)
+
+    async def file(self, request: Request) -> Response:
+        rel = request.path_params.get("path", "")
+        root = files.resolve(self.settings.workspace, "")
+        path = files.resolve(self.settings.workspace, rel)
+        if request.method == "GET":
+            if path.is_dir():
+                return JSONResponse(files.listing(path, root))
+            if not path.is_file():
+                raise NotFound(f"no file {rel!r} in the workspace", code="file_not_found")
+            return Response(path.read_bytes(), media_type="application/octet-stream")
+        if request.method == "PUT":
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.settings.max_request_bytes:
+                    raise PayloadTooLarge(f"file is over the gateway's limit of {self.settings.max_request_bytes} bytes")
+            size = files.write(path, bytes(body))
+            return JSONResponse({"path": rel, "size": size}, status_code=201)
+        files.remove(path, root)
+        return JSONResponse({"deleted": rel})
+
+
+def _done_event(outcome: Outcome, elapsed: float) -> dict[str, Any]:
+    done: dict[str, Any] = {
+        "type": "done",
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "execution_time": round(elapsed, 6),
+    }
+    if outcome.message:
+        done["message"] = outcome.message
+    if outcome.state_lost:
+        done["state_lost"] = True
+    if outcome.signal:
+        done["signal"] = outcome.signal
+    return done
+
+
+class AuthMiddleware:
+    """Every route but ``GET /health`` needs the token (Bearer or X-API-Key)."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self.token is None or scope["type"] != "http" or scope["path"] == "/health":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        if not given or not hmac.compare_digest(given, self.token):
+            err = Unauthorized(
+                "missing or wrong token: send 'Authorization: Bearer <token>' (the token is in the gateway's "
+                "CODERUNNER_TOKEN; `coderunner status` shows where)" if not given else "wrong token",
+            )
+            return await JSONResponse(err.to_json(), status_code=401,
+                                      headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return JSONResponse(exc.to_json(), status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {404: f"no route {request.url.path}: see GET /health and the README's API section",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": {"code": codes.get(exc.status_code, "http_error"), "message": message}},
+                        status_code=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": {"code": "internal_error", "message": f"internal gateway error: {exc!r}"}},
+                        status_code=500)
+
+
+def create_app(settings: Settings) -> tuple[Any, Gateway]:
+    gw = Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        await gw.startup()
+        try:
+            yield
+        finally:
+            await gw.close()
+
+    routes = [
+        Route("/health", gw.health, methods=["GET"]),
+        Route("/v1/execute", gw.execute, methods=["POST"]),
+        Route("/execute", gw.legacy_execute, methods=["POST"]),
+        Route("/v1/sessions", gw.create_session, methods=["POST"]),
+        Route("/v1/sessions", gw.list_sessions, methods=["GET"]),
+        Route("/v1/sessions/session", gw.legacy_session, methods=["GET", "POST", "DELETE"]),
+        Route("/v1/sessions/{sid}", gw.get_session, methods=["GET"]),
+        Route("/v1/sessions/{sid}", gw.delete_session, methods=["DELETE"]),
+        Route("/v1/sessions/{sid}/interrupt", gw.interrupt_session, methods=["POST"]),
+        Route("/v1/sessions/{sid}/restart", gw.restart_session, methods=["POST"]),
+        Route("/v1/files", gw.file, methods=["GET"]),
+        Route("/v1/files/{path:path}", gw.file, methods=["GET", "PUT", "DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+    )
+    return AuthMiddleware(app, settings.token), gw

@@ -1,0 +1,63 @@
+"""Workspace files over HTTP, confined to the workspace.
+
+A path is resolved (symlinks included) and must stay inside the resolved
+workspace; ``..``, absolute paths and links pointing out are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import ApiError, BadRequest, NotFound
+
+
+def resolve(workspace: str, rel: str) -> Path:
+    root = Path(workspace).resolve()
+    if rel.startswith("/") or "\x00" in rel:
+        raise BadRequest(f"path {rel!r} must be relative to the workspace", code="invalid_path")
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise ApiError(f"path {rel!r} leaves the workspace", code="path_outside_workspace", status=403)
+    return target
+
+
+def listing(path: Path, root: Path) -> dict:
+    entries = []
+    for child in sorted(path.iterdir()):
+        st = child.lstat()
+        entries.append({
+            "name": child.name,
+            "path": str(child.relative_to(root)),
+            "type": "dir" if stat.S_ISDIR(st.st_mode) else "file",
+            "size": st.st_size,
+            "mtime": st.st_mtime,
+        })
+    return {"path": str(path.relative_to(root)) if path != root else "", "entries": entries}
+
+
+def write(path: Path, data: bytes) -> int:
+    if path.is_dir():
+        raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.coderunner-tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def remove(path: Path, root: Path) -> None:
+    if path == root:
+        raise ApiError("refusing to delete the workspace itself", code="forbidden", status=403)
+    if not path.exists():
+        raise NotFound(f"no file {str(path.relative_to(root))!r} in the workspace", code="file_not_found")
+    if path.is_dir():
+        try:
+            path.rmdir()
+        except OSError as exc:
+            raise ApiError("the directory is not empty: delete its files first", code="directory_not_empty",
+                           status=409) from exc
+    else:
+        path.unlink()

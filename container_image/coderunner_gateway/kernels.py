@@ -1,0 +1,393 @@
+"""Session backends: a Jupyter kernel for python, a bash process for bash.
+
+Both expose the same small interface (:class:`Backend`) so sessions do not
+care which one they hold. Kernels are driven with jupyter_client's async API
+over IPC sockets in the gateway's private runtime dir; no Jupyter Server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import secrets
+import shlex
+import signal
+import tempfile
+import uuid
+from typing import Any, Protocol
+
+from .events import Sink
+from .outcome import EXIT_INTERRUPTED, Outcome, system_exit_code
+from .settings import Settings
+
+# Runs once in every new kernel, silently.
+KERNEL_INIT = r"""
+def _coderunner_init():
+    import contextlib, sys, warnings
+    # SystemExit is reported as an exit code; IPython's hint is noise here
+    warnings.filterwarnings("ignore", message="To exit: use")
+    ip = get_ipython()
+    try:
+        ip.run_line_magic("colors", "nocolor")
+    except Exception:
+        pass
+    if hasattr(ip, "_tee"):
+        # IPython >= 9 copies every byte of output into its history: a
+        # flood of output would grow the kernel without bound
+        ip._tee = lambda channel: contextlib.nullcontext()
+    out, err = sys.stdout, sys.stderr
+    last = [None]
+
+    # ipykernel buffers each stream apart; flushing the other stream when
+    # the writer switches keeps stdout and stderr in the order written.
+    # A subclass, not an instance attribute: IPython re-wraps `write` per cell.
+    def ordered(stream, other):
+        base = type(stream)
+
+        class Ordered(base):
+            def write(self, text):
+                if last[0] is other:
+                    other.flush()
+                last[0] = self
+                return base.write(self, text)
+
+        Ordered.__name__ = base.__name__
+        stream.__class__ = Ordered
+        if hasattr(stream, "flush_interval"):
+            stream.flush_interval = 0.005  # first byte fast; bursts still batch
+
+    ordered(out, err)
+    ordered(err, out)
+_coderunner_init()
+del _coderunner_init
+"""
+
+# A second cell: the first one's own output tee put a bound ``write`` on
+# each stream when it ended, shadowing the subclass; with the tee off now,
+# removing it sticks.
+KERNEL_INIT_2 = r"""
+import sys as _sys
+for _s in (_sys.stdout, _sys.stderr):
+    _s.__dict__.pop("write", None)
+del _sys, _s
+"""
+
+
+class Backend(Protocol):
+    language: str
+
+    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome: ...
+    async def interrupt(self) -> None: ...
+    async def is_alive(self) -> bool: ...
+    async def shutdown(self) -> None: ...
+    def pids(self) -> list[int]: ...
+
+
+class PythonKernel:
+    language = "python"
+    INTERRUPT_GRACE = 5.0
+
+    def __init__(self, km: Any, kc: Any) -> None:
+        self.km = km
+        self.kc = kc
+
+    @classmethod
+    async def start(cls, settings: Settings) -> PythonKernel:
+        from jupyter_client import AsyncKernelManager
+
+        kid = uuid.uuid4().hex[:12]
+        km = AsyncKernelManager(
+            kernel_name="python3",
+            transport="ipc",
+            ip=os.path.join(settings.runtime_dir, f"k-{kid}"),
+            connection_file=os.path.join(settings.runtime_dir, f"kernel-{kid}.json"),
+        )
+        # the kernel runs our Python, whatever kernelspecs the machine has
+        km.kernel_spec.argv[0] = settings.python
+        await km.start_kernel(cwd=settings.workspace, env=settings.child_env(kernel=True))
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            kernel = cls(km, kc)
+            await kernel._run_silent(KERNEL_INIT)
+            await kernel._run_silent(KERNEL_INIT_2)
+        except BaseException:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+            raise
+        return kernel
+
+    async def _run_silent(self, code: str) -> None:
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        while True:
+            reply = await self.kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
+
+    def pids(self) -> list[int]:
+        proc = getattr(self.km.provisioner, "process", None)
+        return [proc.pid] if proc is not None else []
+
+    async def is_alive(self) -> bool:
+        return bool(await self.km.is_alive())
+
+    async def interrupt(self) -> None:
+        await self.km.interrupt_kernel()
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()
+        with contextlib.suppress(Exception):
+            await self.km.shutdown_kernel(now=True)
+        with contextlib.suppress(Exception):
+            self.km.cleanup_resources()
+
+    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome:
+        loop = asyncio.get_running_loop()
+        kc = self.kc
+        msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        deadline = loop.time() + timeout if timeout else None
+        interrupted_at: float | None = None
+        error: dict[str, Any] | None = None
+        while True:
+            now = loop.time()
+            if deadline is not None and interrupted_at is None and now >= deadline:
+                interrupted_at = now
+                await self.interrupt()
+            if interrupted_at is not None and now - interrupted_at > self.INTERRUPT_GRACE:
+                o = Outcome.timeout(timeout or 0, "the kernel ignored the interrupt and was replaced; the session's state was lost")
+                o.state_lost = True
+                return o
+            wait = 0.25 if deadline is None or interrupted_at is not None else max(0.0, min(0.25, deadline - now))
+            try:
+                msg = await kc.get_iopub_msg(timeout=wait)
+            except queue.Empty:
+                if not await self.is_alive():
+                    return Outcome("died", 137, "the kernel died; the session was given a fresh kernel and its state was lost",
+                                   state_lost=True)
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content.get("execution_state") == "idle":
+                break
+            if kind == "stream":
+                await sink.emit({"type": content["name"], "text": content["text"]})
+            elif kind in ("display_data", "update_display_data"):
+                ev = {"type": "display", "data": content.get("data", {})}
+                if content.get("metadata"):
+                    ev["metadata"] = content["metadata"]
+                await sink.emit(ev)
+            elif kind == "execute_result":
+                await sink.emit({"type": "result", "data": content.get("data", {}),
+                                 "execution_count": content.get("execution_count")})
+            elif kind == "error":
+                error = {"ename": content.get("ename", ""), "evalue": content.get("evalue", ""),
+                         "traceback": content.get("traceback", [])}
+                if error["ename"] == "SystemExit" or (interrupted_at is not None and error["ename"] == "KeyboardInterrupt"):
+                    continue
+                await sink.emit({"type": "error", **error})
+        if interrupted_at is not None:
+            return Outcome.timeout(timeout or 0, "the kernel was interrupted; the session keeps its state")
+        if error is None:
+            return Outcome("ok", 0)
+        if error["ename"] == "SystemExit":
+            return Outcome.from_exit(system_exit_code(error["evalue"]))
+        if error["ename"] == "KeyboardInterrupt":
+            return Outcome("interrupted", EXIT_INTERRUPTED)
+        return Outcome("error", 1)
+
+
+class BashProcess:
+    """A long-lived ``bash`` whose state (cwd, variables, functions) persists.
+
+    Each execution sources a file and then prints a marker with ``$?`` on
+    stdout and a marker on stderr, so we know where its output ends. Bash
+    cannot be interrupted without ending what it is running, so an interrupt
+    or a timeout ends the process; the session then gets a fresh bash.
+    """
+
+    language = "bash"
+
+    def __init__(self, proc: asyncio.subprocess.Process, settings: Settings) -> None:
+        self.proc = proc
+        self.settings = settings
+
+    @classmethod
+    async def start(cls, settings: Settings) -> BashProcess:
+        proc = await asyncio.create_subprocess_exec(
+            settings.bash, "--noprofile", "--norc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=settings.workspace,
+            env=settings.child_env(),
+            start_new_session=True,
+        )
+        return cls(proc, settings)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    async def is_alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def interrupt(self) -> None:
+        self._kill()
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def shutdown(self) -> None:
+        self._kill()
+        with contextlib.suppress(Exception):
+            await self.proc.wait()
+
+    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome:
+        marker = f"\x1e__coderunner_{secrets.token_hex(8)}__".encode()
+        fd, path = tempfile.mkstemp(prefix="cell-", suffix=".sh", dir=self.settings.runtime_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(code)
+        m = marker.decode()
+        command = (
+            f"source {shlex.quote(path)} </dev/null\n"
+            f"__cr_rc=$?; printf '%s%d\\n' '{m}' \"$__cr_rc\"; printf '%s\\n' '{m}' >&2\n"
+        )
+        try:
+            self.proc.stdin.write(command.encode())
+            await self.proc.stdin.drain()
+            out = asyncio.create_task(_read_until(self.proc.stdout, marker, "stdout", sink))
+            err = asyncio.create_task(_read_until(self.proc.stderr, marker, "stderr", sink))
+            try:
+                rc, _ = await asyncio.wait_for(asyncio.gather(out, err), timeout)
+            except TimeoutError:
+                self._kill()
+                o = Outcome.timeout(timeout or 0, "bash was killed; the session got a fresh bash and its state was lost")
+                o.state_lost = True
+                return o
+            if rc is None:  # bash ended: `exit N`, a kill, or an interrupt
+                await self.proc.wait()
+                code_ = self.proc.returncode
+                if code_ is not None and code_ < 0:
+                    o = Outcome.from_returncode(code_)
+                else:
+                    o = Outcome.from_exit(code_ or 0)
+                o.state_lost = True
+                o.message = "bash exited; the session got a fresh bash and its state was lost"
+                return o
+            return Outcome.from_exit(rc)
+        except (BrokenPipeError, ConnectionResetError):
+            return Outcome("died", 137, "bash had ended; the session got a fresh bash and its state was lost", state_lost=True)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes, name: str, sink: Sink) -> int | None:
+    """Emit output up to ``marker``; return the number after it (None at EOF)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    buf = b""
+    keep = len(marker) - 1
+    while True:
+        idx = buf.find(marker)
+        if idx >= 0:
+            if text := decoder.decode(buf[:idx], final=True):
+                await sink.emit({"type": name, "text": text})
+            rest = buf[idx + len(marker):]
+            while b"\n" not in rest:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            digits = rest.split(b"\n", 1)[0].strip()
+            return int(digits) if digits.isdigit() else 0
+        if len(buf) > keep:
+            cut = len(buf) - keep
+            if text := decoder.decode(buf[:cut]):
+                await sink.emit({"type": name, "text": text})
+            buf = buf[cut:]
+        chunk = await reader.read(65536)
+        if not chunk:
+            if text := decoder.decode(buf, final=True):
+                await sink.emit({"type": name, "text": text})
+            return None
+        buf += chunk
+
+
+async def start_backend(language: str, settings: Settings) -> Backend:
+    if language == "python":
+        return await PythonKernel.start(settings)
+    return await BashProcess.start(settings)
+
+
+class KernelPool:
+    """Warm python kernels, so creating a session costs milliseconds.
+
+    Kernels start one at a time in the background (two cores: parallel
+    starts only slow each other) until ``size`` are warm.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.size = settings.pool_size
+        self.warm: list[PythonKernel] = []
+        self._refill: asyncio.Task | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self.refill()
+
+    def refill(self) -> None:
+        if self._closed or self.size <= 0:
+            return
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        import logging
+
+        log = logging.getLogger("coderunner_gateway")
+        failures = 0
+        while not self._closed and len(self.warm) < self.size and failures < 3:
+            try:
+                kernel = await PythonKernel.start(self.settings)
+            except Exception:
+                failures += 1
+                log.exception("could not start a warm kernel")
+                await asyncio.sleep(1)
+                continue
+            if self._closed:
+                await kernel.shutdown()
+                return
+            self.warm.append(kernel)
+
+    async def take(self) -> PythonKernel:
+        while self.warm:
+            kernel = self.warm.pop(0)
+            if await kernel.is_alive():
+                self.refill()
+                return kernel
+            await kernel.shutdown()
+        self.refill()
+        return await PythonKernel.start(self.settings)
+
+    def pids(self) -> list[int]:
+        return [pid for k in self.warm for pid in k.pids()]
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refill is not None:
+            # let an in-flight start finish (it then shuts its kernel down):
+            # cancelling mid-spawn could orphan the kernel process
+            try:
+                await asyncio.wait_for(asyncio.shield(self._refill), 30)
+            except BaseException:
+                self._refill.cancel()
+        warm, self.warm = self.warm, []
+        await asyncio.gather(*(k.shutdown() for k in warm), return_exceptions=True)

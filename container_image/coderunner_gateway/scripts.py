@@ -1,0 +1,252 @@
+"""Run code as a fresh process: ``python`` or ``bash``, like a terminal would.
+
+Python scripts start under a small bootstrap (:data:`BOOTSTRAP`) that points
+``sys.stdout``/``sys.stderr`` at one pipe carrying tagged records. Two
+separate pipes cannot tell which of two writes came first; one tagged pipe
+can, so interleaved stdout and stderr arrive in the order they were written.
+Output written straight to file descriptors 1 and 2 (by child processes, C
+code) still arrives on its own pipes, in order within each. The bootstrap
+also reports an uncaught exception as a structured record.
+
+The process runs in its own process group (session); a timeout, a
+cancelled request or gateway shutdown kills the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from typing import Any
+
+from .events import Sink
+from .outcome import Outcome
+from .settings import Settings
+
+TAG_STDOUT, TAG_STDERR, TAG_ERROR = 1, 2, 3
+
+BOOTSTRAP = r"""
+def _coderunner_boot():
+    import sys, os, io, _thread
+    fd = int(sys.argv[1])
+    path = sys.argv[2]
+    sys.argv = sys.argv[3:]
+    os.set_inheritable(fd, False)
+    lock = _thread.allocate_lock()
+
+    def send(tag, data):
+        with lock:
+            for i in range(0, len(data), 65536):
+                part = data[i:i + 65536]
+                rec = tag + len(part).to_bytes(4, "big") + part
+                while rec:
+                    rec = rec[os.write(fd, rec):]
+
+    class Channel(io.RawIOBase):
+        def __init__(self, tag, real):
+            self._tag, self._real = tag, real
+        def writable(self):
+            return True
+        def fileno(self):
+            return self._real
+        def isatty(self):
+            return False
+        def write(self, b):
+            b = bytes(b)
+            send(self._tag, b)
+            return len(b)
+
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(Channel(b"\x01", 1), encoding="utf-8", write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        Channel(b"\x02", 2), encoding="utf-8", errors="backslashreplace", write_through=True)
+    sys.path[0] = os.getcwd()
+    import __main__
+    g = __main__.__dict__
+    g.pop("_coderunner_boot", None)
+    g["__file__"] = path
+    g["__cached__"] = None
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        exec(compile(source, path, "exec", dont_inherit=True), g)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        import traceback, json
+        tb = exc.__traceback__
+        tb = tb.tb_next if tb is not None else None
+        lines = traceback.format_exception(type(exc), exc, tb)
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+        send(b"\x03", json.dumps({"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}).encode())
+        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+_coderunner_boot()
+"""
+
+
+def _safe_name(filename: str | None, language: str) -> str:
+    default = "main.py" if language == "python" else "main.sh"
+    if not filename:
+        return default
+    name = os.path.basename(filename)
+    return name if name not in ("", ".", "..") else default
+
+
+class ScriptRunner:
+    """Starts script processes and remembers them so shutdown can kill them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: set[int] = set()  # process group ids
+
+    async def run(
+        self,
+        sink: Sink,
+        *,
+        code: str,
+        language: str,
+        argv: list[str],
+        stdin: str | None,
+        env: dict[str, str],
+        timeout: float | None,
+        filename: str | None,
+    ) -> Outcome:
+        tmp = tempfile.mkdtemp(prefix="run-", dir=self.settings.runtime_dir)
+        path = os.path.join(tmp, _safe_name(filename, language))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(code)
+        chan_r = chan_w = -1
+        try:
+            if language == "python":
+                chan_r, chan_w = os.pipe()
+                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path,
+                       _safe_name(filename, language), *argv]
+                pass_fds: tuple[int, ...] = (chan_w,)
+            else:
+                cmd = [self.settings.bash, path, *argv]
+                pass_fds = ()
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.settings.workspace,
+                env=self.settings.child_env(env),
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
+            if chan_w >= 0:
+                os.close(chan_w)
+                chan_w = -1
+            self.running.add(proc.pid)
+            try:
+                return await self._supervise(proc, sink, chan_r, stdin, timeout)
+            finally:
+                chan_r = -1  # owned (and closed) by the reader's transport
+                _killpg(proc.pid)
+                self.running.discard(proc.pid)
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+        finally:
+            for fd in (chan_r, chan_w):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _supervise(self, proc, sink: Sink, chan_r: int, stdin: str | None, timeout: float | None) -> Outcome:
+        errors: list[dict[str, Any]] = []
+        readers = [
+            asyncio.create_task(_pump(proc.stdout, "stdout", sink)),
+            asyncio.create_task(_pump(proc.stderr, "stderr", sink)),
+        ]
+        if chan_r >= 0:
+            readers.append(asyncio.create_task(_pump_channel(chan_r, sink, errors)))
+        feeder = asyncio.create_task(_feed(proc, stdin)) if stdin is not None else None
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+                outcome = None
+            except TimeoutError:
+                _killpg(proc.pid)
+                await proc.wait()
+                outcome = Outcome.timeout(timeout or 0, "the process group was killed")
+            # the main process is gone: end stragglers so the pipes reach EOF
+            _killpg(proc.pid)
+            await asyncio.gather(*readers)
+        finally:
+            for task in [*readers, feeder]:
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(*[t for t in [*readers, feeder] if t is not None], return_exceptions=True)
+        if outcome is None:
+            outcome = Outcome.from_returncode(proc.returncode)
+        if errors and outcome.status != "timeout":
+            await sink.emit({"type": "error", **errors[-1]})
+            if errors[-1].get("ename") == "KeyboardInterrupt":
+                outcome.status = "interrupted"
+        return outcome
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _feed(proc, data: str) -> None:
+    try:
+        proc.stdin.write(data.encode())
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+
+
+async def _pump(reader: asyncio.StreamReader, name: str, sink: Sink) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while chunk := await reader.read(65536):
+        text = decoder.decode(chunk)
+        if text:
+            await sink.emit({"type": name, "text": text})
+    if tail := decoder.decode(b"", final=True):
+        await sink.emit({"type": name, "text": tail})
+
+
+async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    decoders = {
+        TAG_STDOUT: codecs.getincrementaldecoder("utf-8")("replace"),
+        TAG_STDERR: codecs.getincrementaldecoder("utf-8")("replace"),
+    }
+    names = {TAG_STDOUT: "stdout", TAG_STDERR: "stderr"}
+    try:
+        while True:
+            try:
+                header = await reader.readexactly(5)
+            except asyncio.IncompleteReadError:
+                break
+            tag, size = header[0], int.from_bytes(header[1:], "big")
+            data = await reader.readexactly(size)
+            if tag == TAG_ERROR:
+                with contextlib.suppress(ValueError):
+                    errors.append(json.loads(data))
+            elif tag in decoders:
+                text = decoders[tag].decode(data)
+                if text:
+                    await sink.emit({"type": names[tag], "text": text})
+    except asyncio.IncompleteReadError:
+        pass
+    finally:
+        transport.close()

@@ -1,0 +1,38 @@
+"""Gateway settings: one frozen dataclass filled from the command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: str
+    token: str | None = None
+    pool_size: int = 2
+    max_sessions: int = 32
+    session_ttl: float = 3600.0
+    max_output_bytes: int = 16 * MiB
+    max_request_bytes: int = 32 * MiB
+    default_timeout: float | None = None
+    max_timeout: float = 24 * 3600.0
+    python: str = sys.executable
+    bash: str = "bash"
+    # private dir (0700) for kernel connection files, IPC sockets and scripts
+    runtime_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="coderunner-gw-"))
+
+    def child_env(self, extra: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
+        """Environment for code we run: ours minus the gateway's secrets."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CODERUNNER_TOKEN")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if not kernel:  # kernels pick matplotlib's inline backend themselves
+            env.setdefault("MPLBACKEND", "Agg")
+        env["CODERUNNER_WORKSPACE"] = self.workspace
+        if extra:
+            env.update(extra)
+        return env

@@ -1,0 +1,89 @@
+"""Request-body checks that answer 400 with a message naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import BadRequest, PayloadTooLarge
+
+LANGUAGES = ("python", "bash")
+
+
+async def read_json(request: Any, limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the gateway's limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is over the gateway's limit of {limit} bytes")
+    if not body.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("the request body is empty: send a JSON object", code="invalid_json")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    return data
+
+
+class Fields:
+    """Typed access to a JSON object; unknown keys are refused (catches typos)."""
+
+    def __init__(self, data: dict[str, Any], allowed: set[str], *, strict: bool = True) -> None:
+        self.data = data
+        if strict and (unknown := sorted(set(data) - allowed)):
+            raise BadRequest(
+                f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"known fields: {', '.join(sorted(allowed))}",
+                code="invalid_field",
+            )
+
+    def _bad(self, name: str, what: str) -> BadRequest:
+        return BadRequest(f"field {name!r} must be {what}", code="invalid_field")
+
+    def str(self, name: str, default: str | None = None, *, nonempty: bool = False) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, str) or (nonempty and not value):
+            raise self._bad(name, "a non-empty string" if nonempty else "a string")
+        return value
+
+    def number(self, name: str, *, maximum: float) -> float | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise self._bad(name, "a positive number of seconds")
+        if value > maximum:
+            raise self._bad(name, f"at most {maximum:g} seconds")
+        return float(value)
+
+    def str_list(self, name: str) -> list[str]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(name, "a list of strings")
+        return value
+
+    def str_map(self, name: str) -> dict[str, str]:
+        value = self.data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) and k for k, v in value.items()):
+            raise self._bad(name, "an object of string values")
+        return value
+
+    def language(self, name: str = "language") -> str:
+        value = self.str(name, "python")
+        if value not in LANGUAGES:
+            raise BadRequest(f"unknown language {value!r}: use one of {', '.join(LANGUAGES)}", code="unknown_language")
+        return value
