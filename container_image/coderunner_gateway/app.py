@@ -232,6 +232,8 @@ def _done_event(outcome: Outcome, elapsed: float) -> dict[str, Any]:
         done["state_lost"] = True
     if outcome.signal:
         done["signal"] = outcome.signal
+    if outcome.dropped and any(outcome.dropped.values()):
+        done["dropped"] = outcome.dropped
     return done
 
 

@@ -83,6 +83,8 @@ class Collector:
         self.dropped[stream] += size
 
     def result(self) -> dict[str, Any]:
+        for stream, size in (self.done.get("dropped") or {}).items():  # cut at the source
+            self.dropped[stream] = self.dropped.get(stream, 0) + size
         truncated = any(self.dropped.values())
         out: dict[str, Any] = {
             "session_id": self.start.get("session_id"),

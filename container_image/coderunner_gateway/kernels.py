@@ -40,6 +40,33 @@ def _coderunner_init():
     out, err = sys.stdout, sys.stderr
     last = [None]
 
+    # Output cap for aggregated requests (metadata "coderunner_output_limit"):
+    # PUB/SUB has no backpressure, so a flood must be cut here, not queued.
+    cap = {"msg": None, "limit": None, "used": 0, "stdout": 0, "stderr": 0}
+
+    def allowance(text, name):
+        parent = ip.kernel.get_parent("shell") or {}
+        msg_id = parent.get("header", {}).get("msg_id")
+        if msg_id != cap["msg"]:
+            cap.update(msg=msg_id, limit=(parent.get("metadata") or {}).get("coderunner_output_limit"),
+                       used=0, stdout=0, stderr=0)
+        if cap["limit"] is None:
+            return text
+        size = len(text.encode("utf-8", "surrogatepass"))
+        room = cap["limit"] - cap["used"]
+        if size <= room:
+            cap["used"] += size
+            return text
+        head = text.encode("utf-8", "surrogatepass")[:max(room, 0)].decode("utf-8", "ignore")
+        kept = len(head.encode("utf-8", "surrogatepass"))
+        cap["used"] += kept
+        cap[name] += size - kept
+        return head
+
+    mod = type(sys)("__coderunner__")
+    mod.dropped = lambda: {"stdout": cap["stdout"], "stderr": cap["stderr"]}
+    sys.modules["__coderunner__"] = mod
+
     # ipykernel buffers each stream apart; flushing the other stream when
     # the writer switches keeps stdout and stderr in the order written.
     # A subclass, not an instance attribute: IPython re-wraps `write` per cell.
@@ -51,6 +78,10 @@ def _coderunner_init():
                 if last[0] is other:
                     other.flush()
                 last[0] = self
+                if isinstance(text, str):
+                    text = allowance(text, self.name)
+                    if not text:
+                        return 0
                 return base.write(self, text)
 
         Ordered.__name__ = base.__name__
@@ -78,7 +109,8 @@ del _sys, _s
 class Backend(Protocol):
     language: str
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome: ...
+    async def execute(self, code: str, timeout: float | None, sink: Sink,
+                      output_limit: int | None = None) -> Outcome: ...
     async def interrupt(self) -> None: ...
     async def is_alive(self) -> bool: ...
     async def shutdown(self) -> None: ...
@@ -122,10 +154,8 @@ class PythonKernel:
 
     async def _run_silent(self, code: str) -> None:
         msg_id = self.kc.execute(code, silent=True, store_history=False)
-        while True:
-            reply = await self.kc.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return
+        if await self._reply(msg_id, timeout=30) is None:
+            raise RuntimeError("the new kernel did not answer its set-up code")
 
     def pids(self) -> list[int]:
         proc = getattr(self.km.provisioner, "process", None)
@@ -145,10 +175,18 @@ class PythonKernel:
         with contextlib.suppress(Exception):
             self.km.cleanup_resources()
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome:
+    async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
         loop = asyncio.get_running_loop()
         kc = self.kc
-        msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False,
+                   "stop_on_error": False, "user_expressions": {}}
+        metadata = {}
+        if output_limit is not None:
+            content["user_expressions"] = {"dropped": "__import__('__coderunner__').dropped()"}
+            metadata["coderunner_output_limit"] = output_limit
+        request = kc.session.msg("execute_request", content, metadata=metadata)
+        kc.shell_channel.send(request)
+        msg_id = request["header"]["msg_id"]
         deadline = loop.time() + timeout if timeout else None
         interrupted_at: float | None = None
         error: dict[str, Any] | None = None
@@ -191,14 +229,34 @@ class PythonKernel:
                     continue
                 await sink.emit({"type": "error", **error})
         if interrupted_at is not None:
-            return Outcome.timeout(timeout or 0, "the kernel was interrupted; the session keeps its state")
-        if error is None:
-            return Outcome("ok", 0)
-        if error["ename"] == "SystemExit":
-            return Outcome.from_exit(system_exit_code(error["evalue"]))
-        if error["ename"] == "KeyboardInterrupt":
-            return Outcome("interrupted", EXIT_INTERRUPTED)
-        return Outcome("error", 1)
+            outcome = Outcome.timeout(timeout or 0, "the kernel was interrupted; the session keeps its state")
+        elif error is None:
+            outcome = Outcome("ok", 0)
+        elif error["ename"] == "SystemExit":
+            outcome = Outcome.from_exit(system_exit_code(error["evalue"]))
+        elif error["ename"] == "KeyboardInterrupt":
+            outcome = Outcome("interrupted", EXIT_INTERRUPTED)
+        else:
+            outcome = Outcome("error", 1)
+        reply = await self._reply(msg_id)
+        if output_limit is not None and reply is not None:
+            # what the kernel cut, from the reply's user_expressions
+            import ast
+
+            expr = reply["content"].get("user_expressions", {}).get("dropped", {})
+            with contextlib.suppress(ValueError, SyntaxError):
+                outcome.dropped = ast.literal_eval(expr.get("data", {}).get("text/plain", ""))
+        return outcome
+
+    async def _reply(self, msg_id: str, timeout: float = 5) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id``, skipping stale ones."""
+        while True:
+            try:
+                reply = await self.kc.get_shell_msg(timeout=timeout)
+            except queue.Empty:
+                return None
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
 
 
 class BashProcess:
@@ -247,7 +305,8 @@ class BashProcess:
         with contextlib.suppress(Exception):
             await self.proc.wait()
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink) -> Outcome:
+    async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
+        # output_limit: a pipe has backpressure; the Collector's cap suffices
         marker = f"\x1e__coderunner_{secrets.token_hex(8)}__".encode()
         fd, path = tempfile.mkstemp(prefix="cell-", suffix=".sh", dir=self.settings.runtime_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

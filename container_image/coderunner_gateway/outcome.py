@@ -17,6 +17,7 @@ class Outcome:
     message: str | None = None
     state_lost: bool = False
     signal: str | None = None
+    dropped: dict[str, int] | None = None  # output a kernel cut before sending it
 
     @classmethod
     def from_exit(cls, code: int) -> Outcome:

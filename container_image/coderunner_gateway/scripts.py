@@ -130,7 +130,9 @@ class ScriptRunner:
             else:
                 cmd = [self.settings.bash, path, *argv]
                 pass_fds = ()
-            proc = await asyncio.create_subprocess_exec(
+            loop = asyncio.get_running_loop()
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(limit=1 << 16, loop=loop),
                 *cmd,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -140,12 +142,13 @@ class ScriptRunner:
                 start_new_session=True,
                 pass_fds=pass_fds,
             )
+            proc = asyncio.subprocess.Process(transport, protocol, loop)
             if chan_w >= 0:
                 os.close(chan_w)
                 chan_w = -1
             self.running.add(proc.pid)
             try:
-                return await self._supervise(proc, sink, chan_r, stdin, timeout)
+                return await self._supervise(proc, protocol.exited, sink, chan_r, stdin, timeout)
             finally:
                 chan_r = -1  # owned (and closed) by the reader's transport
                 _killpg(proc.pid)
@@ -160,7 +163,8 @@ class ScriptRunner:
                     os.close(fd)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    async def _supervise(self, proc, sink: Sink, chan_r: int, stdin: str | None, timeout: float | None) -> Outcome:
+    async def _supervise(self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: str | None,
+                         timeout: float | None) -> Outcome:
         errors: list[dict[str, Any]] = []
         readers = [
             asyncio.create_task(_pump(proc.stdout, "stdout", sink)),
@@ -171,11 +175,11 @@ class ScriptRunner:
         feeder = asyncio.create_task(_feed(proc, stdin)) if stdin is not None else None
         try:
             try:
-                await asyncio.wait_for(proc.wait(), timeout)
+                await asyncio.wait_for(exited.wait(), timeout)
                 outcome = None
             except TimeoutError:
                 _killpg(proc.pid)
-                await proc.wait()
+                await exited.wait()
                 outcome = Outcome.timeout(timeout or 0, "the process group was killed")
             # the main process is gone: end stragglers so the pipes reach EOF
             _killpg(proc.pid)
@@ -192,6 +196,19 @@ class ScriptRunner:
             if errors[-1].get("ename") == "KeyboardInterrupt":
                 outcome.status = "interrupted"
         return outcome
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Knows when the process exits: ``Process.wait()`` also waits for every
+    pipe to close, which a background grandchild can hold open for ever."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 def _killpg(pgid: int) -> None:
@@ -221,6 +238,7 @@ async def _pump(reader: asyncio.StreamReader, name: str, sink: Sink) -> None:
 
 
 async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> None:
+    """Read tagged records; merge runs of one stream that arrive together."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     transport, _ = await loop.connect_read_pipe(
@@ -231,22 +249,28 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> No
         TAG_STDERR: codecs.getincrementaldecoder("utf-8")("replace"),
     }
     names = {TAG_STDOUT: "stdout", TAG_STDERR: "stderr"}
+    buf = bytearray()
     try:
-        while True:
-            try:
-                header = await reader.readexactly(5)
-            except asyncio.IncompleteReadError:
-                break
-            tag, size = header[0], int.from_bytes(header[1:], "big")
-            data = await reader.readexactly(size)
-            if tag == TAG_ERROR:
-                with contextlib.suppress(ValueError):
-                    errors.append(json.loads(data))
-            elif tag in decoders:
-                text = decoders[tag].decode(data)
-                if text:
+        while chunk := await reader.read(1 << 16):
+            buf += chunk
+            runs: list[tuple[int, bytearray]] = []
+            pos = 0
+            while len(buf) - pos >= 5:
+                size = int.from_bytes(buf[pos + 1:pos + 5], "big")
+                if len(buf) - pos - 5 < size:
+                    break
+                tag, data = buf[pos], buf[pos + 5:pos + 5 + size]
+                pos += 5 + size
+                if runs and runs[-1][0] == tag and tag != TAG_ERROR:
+                    runs[-1][1].extend(data)
+                else:
+                    runs.append((tag, bytearray(data)))
+            del buf[:pos]
+            for tag, data in runs:
+                if tag == TAG_ERROR:
+                    with contextlib.suppress(ValueError):
+                        errors.append(json.loads(data))
+                elif tag in decoders and (text := decoders[tag].decode(bytes(data))):
                     await sink.emit({"type": names[tag], "text": text})
-    except asyncio.IncompleteReadError:
-        pass
     finally:
         transport.close()

@@ -141,7 +141,7 @@ class SessionManager:
                 session.executions += 1
                 backend = session.backend
                 try:
-                    outcome = await backend.execute(code, timeout, sink)
+                    outcome = await backend.execute(code, timeout, sink, getattr(sink, "max_bytes", None))
                 except asyncio.CancelledError:
                     # the client went away: stop what it started
                     with contextlib.suppress(Exception):

@@ -1,0 +1,143 @@
+"""Shared fixtures: a real gateway process on a free port, with a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    token: str
+    proc: subprocess.Popen
+    workspace: Path
+    log: Path
+    _clients: list = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kw) -> httpx.Client:
+        kw.setdefault("timeout", 60)
+        c = httpx.Client(base_url=self.url, headers=self.headers, **kw)
+        self._clients.append(c)
+        return c
+
+    def execute(self, code: str, **fields) -> dict:
+        r = self.client().post("/v1/execute", json={"code": code, **fields})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def stream(self, code: str, **fields) -> list[dict]:
+        with self.client().stream("POST", "/v1/execute", json={"code": code, **fields},
+                                  headers={"Accept": "application/x-ndjson"}) as r:
+            assert r.status_code == 200, r.read()
+            assert r.headers["content-type"].startswith("application/x-ndjson")
+            return [json.loads(line) for line in r.iter_lines() if line]
+
+    def new_session(self, **fields) -> str:
+        r = self.client().post("/v1/sessions", json=fields)
+        assert r.status_code == 201, r.text
+        return r.json()["session_id"]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        for c in self._clients:
+            c.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_gateway(tmp: Path, *args: str, token: str | None = None) -> RunningGateway:
+    workspace = tmp / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    ready = tmp / "ready.json"
+    log = tmp / "gateway.log"
+    token = token or secrets.token_urlsafe(24)
+    env = {**os.environ, "CODERUNNER_TOKEN": token}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(workspace),
+         "--ready-file", str(ready), "--log-level", "warning", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"gateway did not start:\n{log.read_text()}")
+        time.sleep(0.02)
+    url = json.loads(ready.read_text())["url"]
+    return RunningGateway(url, token, proc, workspace, log)
+
+
+def wait_warm(gw: RunningGateway, count: int = 1, timeout: float = 60) -> None:
+    """Wait until the pool holds ``count`` warm kernels."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(gw.url + "/health").json()["warm_kernels"] < count:
+        assert time.monotonic() < deadline, "the kernel pool did not warm up"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory) -> RunningGateway:
+    gw = start_gateway(tmp_path_factory.mktemp("gw"), "--pool-size", "2")
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    started: list[RunningGateway] = []
+
+    def factory(*args: str, **kw) -> RunningGateway:
+        gw = start_gateway(tmp_path / f"gw{len(started)}", *args, **kw)
+        started.append(gw)
+        return gw
+
+    yield factory
+    for gw in started:
+        gw.stop()
+
+
+def stream_lines(events: list[dict]) -> list[tuple[str, str]]:
+    """(stream, line) pairs in arrival order, joining chunks of one stream."""
+    runs: list[list] = []
+    for e in events:
+        if e["type"] in ("stdout", "stderr"):
+            if runs and runs[-1][0] == e["type"]:
+                runs[-1][1] += e["text"]
+            else:
+                runs.append([e["type"], e["text"]])
+    return [(name, line) for name, text in runs for line in text.splitlines()]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,50 @@
+"""Floods of output stay bounded in the gateway's memory."""
+
+from __future__ import annotations
+
+import json
+
+FLOOD_MB = 200
+FLOOD = f"import sys\nchunk = 'x' * (1 << 20)\nfor _ in range({FLOOD_MB}):\n    sys.stdout.write(chunk)\n"
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_flood_is_bounded_and_reported(gateway_factory):
+    gw = gateway_factory("--max-output-bytes", str(4 << 20), "--pool-size", "1")
+    gw.execute("print('warm up')")
+    before = peak_rss_mb(gw.proc.pid)
+
+    r = gw.execute(FLOOD)
+    assert r["status"] == "ok"
+    assert len(r["stdout"]) == 4 << 20
+    assert r["truncated"] is True
+    assert r["dropped"]["stdout"] == (FLOOD_MB << 20) - (4 << 20)
+    assert "dropped" in r["message"]
+
+    # streamed: every byte arrives, memory still bounded (backpressure)
+    total = 0
+    with gw.client(timeout=300).stream("POST", "/v1/execute", json={"code": FLOOD},
+                                       headers={"Accept": "application/x-ndjson"}) as resp:
+        for line in resp.iter_lines():
+            e = json.loads(line)
+            if e["type"] == "stdout":
+                total += len(e["text"])
+    assert total == FLOOD_MB << 20
+
+    # and in a session: the kernel cuts at the source (PUB/SUB has no backpressure)
+    sid = gw.new_session()
+    r = gw.execute(FLOOD + "print('still here', file=sys.stderr)", session_id=sid)
+    assert r["truncated"] is True and len(r["stdout"]) == 4 << 20
+    assert r["dropped"] == {"stdout": (FLOOD_MB << 20) - (4 << 20), "stderr": len("still here\n"), "outputs": 0}
+    # the cap is per execution: the next one is whole again
+    assert gw.execute("print('ok')", session_id=sid)["stdout"] == "ok\n"
+
+    growth = peak_rss_mb(gw.proc.pid) - before
+    assert growth < 100, f"gateway peak memory grew by {growth:.0f} MB for a {FLOOD_MB} MB flood"

@@ -1,0 +1,140 @@
+"""Scripts: code without session_id runs as a fresh process."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import pid_alive, stream_lines
+
+
+def test_script_is_a_real_python_process(gateway):
+    code = "import sys, os\nprint(sys.argv)\nprint(__name__)\nprint(os.getcwd())\n"
+    r = gateway.execute(code, argv=["one", "two words"], filename="tool.py")
+    assert r["status"] == "ok" and r["exit_code"] == 0
+    lines = r["stdout"].splitlines()
+    assert lines[0] == "['tool.py', 'one', 'two words']"
+    assert lines[1] == "__main__"
+    assert lines[2] == str(gateway.workspace.resolve())
+    assert r["session_id"] is None
+
+
+def test_scripts_share_nothing(gateway):
+    gateway.execute("x = 1")
+    r = gateway.execute("print(x)")
+    assert r["exit_code"] == 1
+    assert r["error"]["ename"] == "NameError"
+
+
+def test_stdin_and_env(gateway):
+    code = "import sys, os\ndata = sys.stdin.read()\nprint(data.upper(), os.environ['GREETING'])"
+    r = gateway.execute(code, stdin="hello\nworld", env={"GREETING": "hi"})
+    assert r["stdout"] == "HELLO\nWORLD hi\n"
+
+
+def test_no_stdin_reads_eof(gateway):
+    r = gateway.execute("import sys\nprint(repr(sys.stdin.read()))")
+    assert r["stdout"] == "''\n"
+
+
+def test_token_is_not_visible_to_code(gateway):
+    r = gateway.execute("import os\nprint(sorted(k for k in os.environ if 'TOKEN' in k))")
+    assert r["stdout"] == "[]\n"
+
+
+def test_exit_codes(gateway):
+    assert gateway.execute("print('fine')")["exit_code"] == 0
+    assert gateway.execute("raise SystemExit(3)")["exit_code"] == 3
+    assert gateway.execute("import sys; sys.exit(0)")["status"] == "ok"
+    r = gateway.execute("import sys; sys.exit('bad input')")
+    assert (r["status"], r["exit_code"], r["stderr"]) == ("error", 1, "bad input\n")
+    r = gateway.execute("raise ValueError('nope')")
+    assert (r["status"], r["exit_code"]) == ("error", 1)
+    assert r["error"]["ename"] == "ValueError" and r["error"]["evalue"] == "nope"
+    assert "Traceback (most recent call last)" in r["stderr"]
+    assert "_coderunner_boot" not in r["stderr"], "the bootstrap frame must not show"
+    r = gateway.execute("raise KeyboardInterrupt")
+    assert (r["status"], r["exit_code"]) == ("interrupted", 130)
+    r = gateway.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert (r["status"], r["exit_code"], r["signal"]) == ("died", 137, "SIGKILL")
+
+
+def test_syntax_error(gateway):
+    r = gateway.execute("def (")
+    assert r["exit_code"] == 1
+    assert r["error"]["ename"] == "SyntaxError"
+
+
+def test_bash_script(gateway):
+    r = gateway.execute('echo "args: $@"; echo oops >&2; exit 7', language="bash", argv=["a", "b"])
+    assert (r["status"], r["exit_code"]) == ("error", 7)
+    assert r["stdout"] == "args: a b\n" and r["stderr"] == "oops\n"
+    r = gateway.execute("read line; echo got $line", language="bash", stdin="piped\n")
+    assert r["stdout"] == "got piped\n" and r["exit_code"] == 0
+
+
+def test_interleaved_stdout_stderr_keep_their_order(gateway):
+    code = "import sys\nfor i in range(200):\n    print('out', i)\n    print('err', i, file=sys.stderr)\n"
+    events = gateway.stream(code)
+    seq = stream_lines(events)
+    expected = []
+    for i in range(200):
+        expected += [("stdout", f"out {i}"), ("stderr", f"err {i}")]
+    assert seq == expected
+
+
+def test_subprocess_output_is_captured(gateway):
+    r = gateway.execute("import subprocess\nsubprocess.run(['echo', 'from child'])\nprint('parent')")
+    assert "from child\n" in r["stdout"] and "parent\n" in r["stdout"]
+
+
+def test_one_megabyte_delivered_whole(gateway):
+    code = "import sys\nfor i in range(16384):\n    sys.stdout.write('%063d\\n' % i)\n"
+    r = gateway.execute(code)
+    assert len(r["stdout"]) == 16384 * 64
+    assert r["stdout"].splitlines()[-1] == f"{16383:063d}"
+    assert r["truncated"] is False
+    streamed = "".join(e["text"] for e in gateway.stream(code) if e["type"] == "stdout")
+    assert streamed == r["stdout"]
+
+
+def test_timeout_kills_the_whole_process_group(gateway):
+    code = ("import subprocess, time\n"
+            "p = subprocess.Popen(['sleep', '60'])\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(60)\n")
+    t0 = time.monotonic()
+    r = gateway.execute(code, timeout=1)
+    assert time.monotonic() - t0 < 10
+    assert (r["status"], r["exit_code"]) == ("timeout", 124)
+    child = int(r["stdout"].split()[0])
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child), "the script's child survived the timeout"
+
+
+def test_background_children_do_not_outlive_the_script(gateway):
+    r = gateway.execute("import subprocess\nprint(subprocess.Popen(['sleep', '60']).pid)")
+    assert r["exit_code"] == 0
+    child = int(r["stdout"])
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child)
+
+
+def test_output_is_streamed_as_produced(gateway):
+    code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"
+    with gateway.client().stream("POST", "/v1/execute", json={"code": code},
+                                 headers={"Accept": "application/x-ndjson"}) as r:
+        t0 = time.monotonic()
+        seen = {}
+        import json
+        for line in r.iter_lines():
+            e = json.loads(line)
+            if e["type"] == "stdout" and "first" in e["text"]:
+                seen["first"] = time.monotonic() - t0
+            if e["type"] == "done":
+                seen["done"] = time.monotonic() - t0
+    assert seen["first"] < 1.0, "the first line waited for the script to end"
+    assert seen["done"] >= 1.4
