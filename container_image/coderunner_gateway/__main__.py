@@ -21,7 +21,7 @@ import socket
 import sys
 
 from . import __version__
-from .settings import MiB, Settings
+from .settings import MiB, Settings, read_env_file
 
 log = logging.getLogger("coderunner_gateway")
 
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default=os.environ.get("CODERUNNER_WORKSPACE") or os.getcwd(),
                    help="directory code runs in (default: $CODERUNNER_WORKSPACE or the current directory)")
     p.add_argument("--token-file", help="read the API token from this file (else $CODERUNNER_TOKEN)")
+    p.add_argument("--env-file", action="append", default=[],
+                   help="KEY=VALUE lines added to the environment of the code it runs (repeatable)")
     p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
     p.add_argument("--max-sessions", type=int, default=32, help="live sessions allowed (default 32)")
     p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds an idle session lives (default 3600)")
@@ -68,7 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     workspace = os.path.abspath(args.workspace)
     if not os.path.isdir(workspace):
         sys.exit(f"coderunner-gateway: workspace {workspace} is not a directory: create it or pass --workspace")
+    extra_env: dict[str, str] = {}
+    for path in args.env_file:
+        try:
+            extra_env.update(read_env_file(path))
+        except OSError as exc:
+            sys.exit(f"coderunner-gateway: cannot read --env-file {path}: {exc.strerror}")
+        except ValueError as exc:
+            sys.exit(f"coderunner-gateway: {exc}")
     settings = Settings(
+        extra_env=extra_env,
         workspace=workspace,
         token=_token(args),
         pool_size=max(0, args.pool_size),

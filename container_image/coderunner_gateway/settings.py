@@ -21,6 +21,7 @@ class Settings:
     max_request_bytes: int = 32 * MiB
     default_timeout: float | None = None
     max_timeout: float = 24 * 3600.0
+    extra_env: dict[str, str] = field(default_factory=dict)  # from --env-file: API keys for the code
     python: str = sys.executable
     bash: str = "bash"
     # private dir (0700) for kernel connection files, IPC sockets and scripts
@@ -29,6 +30,7 @@ class Settings:
     def child_env(self, extra: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
         """Environment for code we run: ours minus the gateway's secrets."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODERUNNER_TOKEN")}
+        env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         if not kernel:  # kernels pick matplotlib's inline backend themselves
             env.setdefault("MPLBACKEND", "Agg")
@@ -36,3 +38,23 @@ class Settings:
         if extra:
             env.update(extra)
         return env
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (dotenv subset): ``#`` comments, optional ``export``, quotes."""
+    env: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[7:].lstrip()
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not key.replace("_", "").isalnum() or key[0].isdigit():
+                raise ValueError(f"{path}:{lineno}: expected KEY=VALUE")
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key] = value
+    return env

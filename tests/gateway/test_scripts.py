@@ -138,3 +138,14 @@ def test_output_is_streamed_as_produced(gateway):
                 seen["done"] = time.monotonic() - t0
     assert seen["first"] < 1.0, "the first line waited for the script to end"
     assert seen["done"] >= 1.4
+
+
+def test_env_file_reaches_scripts_and_sessions(gateway_factory, tmp_path):
+    env_file = tmp_path / "keys.env"
+    env_file.write_text("# keys\nexport API_KEY='sk-123'\nOTHER=plain value\n")
+    gw = gateway_factory("--env-file", str(env_file), "--pool-size", "1")
+    assert gw.execute("import os; print(os.environ['API_KEY'], os.environ['OTHER'])")["stdout"] == "sk-123 plain value\n"
+    sid = gw.new_session()
+    assert gw.execute("import os; print(os.environ['API_KEY'])", session_id=sid)["stdout"] == "sk-123\n"
+    r = gw.execute("echo $OTHER", language="bash", env={"OTHER": "per request wins"})
+    assert r["stdout"] == "per request wins\n"

@@ -1,0 +1,6 @@
+"""coderunner: sandboxed code execution on your own machine."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

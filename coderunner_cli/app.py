@@ -1,0 +1,331 @@
+"""The `coderunner` command: the one place errors become exit codes.
+
+Commands parse, call the core (sandbox.py, client.py, config.py), render.
+Heavy modules are imported inside the commands that need them: this runs in
+shell pipelines, and `coderunner exec` must start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .errors import CoderunnerError
+
+app = typer.Typer(
+    name="coderunner", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Sandboxed code execution on your own machine.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+session_app = typer.Typer(no_args_is_help=True, help="Persistent sessions (a kernel each).")
+config_app = typer.Typer(no_args_is_help=True, help="~/.coderunner.config: KEY=VALUE passed into the sandbox.")
+app.add_typer(session_app, name="session")
+app.add_typer(config_app, name="config")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"coderunner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every runtime command run (on stderr).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="coderunner: %(message)s")
+        logging.getLogger("coderunner").setLevel(logging.DEBUG)
+
+
+# -- sandbox lifecycle ----------------------------------------------------------
+
+
+@app.command()
+def up(
+    runtime: Annotated[str | None, typer.Option(help="apple, docker, podman or local (default: auto-detect).")] = None,
+    image: Annotated[str, typer.Option(help="Image to run (container runtimes).")] = "coderunner:latest",
+    cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")] = None,
+    with_ssh_agent: Annotated[bool, typer.Option(help="Forward your SSH agent into the sandbox.")] = False,
+    with_credentials: Annotated[bool, typer.Option(
+        help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.")] = False,
+    env_file: Annotated[list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")] = None,
+    mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro], repeatable.")] = None,
+    no_network: Annotated[bool, typer.Option("--no-network", help="No network inside the sandbox.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to get ready.")] = 600,
+) -> None:
+    """Start the sandbox (or resume it) and print its URL."""
+    from . import render, sandbox
+
+    console = render.stderr_console()
+    opts = sandbox.UpOptions(runtime=runtime, image=image, cpus=cpus, memory=memory, with_ssh_agent=with_ssh_agent,
+                             with_credentials=with_credentials, env_files=env_file or [], mounts=mount or [],
+                             network=not no_network, timeout=timeout)
+    with console.status("starting") as spinner:
+        result = sandbox.up(opts, progress=lambda msg: spinner.update(msg))
+    for w in result.warnings:
+        render.note(f"coderunner: warning: {w}")
+    render.note(f"coderunner: sandbox {result.action} ({result.runtime}, {result.source}; {result.isolation})")
+    print(result.url)
+
+
+@app.command()
+def down(
+    remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox (and the local workspace).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop.")] = 10,
+) -> None:
+    """Stop the sandbox gracefully."""
+    from . import render, sandbox
+
+    render.note(f"coderunner: sandbox {sandbox.down(remove, timeout)}")
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Runtime, isolation, state, URL, health and sessions. Exits 3 when the sandbox is not up."""
+    from . import render, sandbox
+
+    report = sandbox.status()
+    render.fields(report.as_dict(), as_json=as_json)
+    if not report.running:
+        raise typer.Exit(3)
+
+
+@app.command()
+def logs(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", help="Only the last N lines.")] = None,
+) -> None:
+    """The gateway's log."""
+    from . import sandbox
+
+    current, runtime = sandbox.require_running()
+    raise typer.Exit(runtime.logs(current.name, follow, tail))
+
+
+@app.command()
+def shell() -> None:
+    """An interactive shell inside the sandbox."""
+    from . import sandbox
+
+    current, runtime = sandbox.require_running()
+    raise typer.Exit(runtime.exec_interactive(current.name, ["bash"]))
+
+
+AGENTS = {"claude": "claude", "codex": "codex", "gemini": "gemini", "cursor": "cursor-agent"}
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    agent: Annotated[str, typer.Argument(help="claude, codex, gemini or cursor.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments for the agent.")] = None,
+) -> None:
+    """Run an AI agent CLI inside the sandbox (where the image has it)."""
+    from . import sandbox
+    from .errors import UsageError
+
+    if agent not in AGENTS:
+        raise UsageError(f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
+    current, runtime = sandbox.require_running()
+    raise typer.Exit(runtime.exec_interactive(current.name, [AGENTS[agent], *(args or [])]))
+
+
+# -- running code ---------------------------------------------------------------------
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    file: Annotated[str | None, typer.Argument(help="Script to run (.py, .sh), or - for stdin.", show_default=False)] = None,
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script.", show_default=False)] = None,
+    code: Annotated[str | None, typer.Option("-c", "--code", help="Code to run instead of a file.")] = None,
+    session: Annotated[str | None, typer.Option("--session", "-s", help="Run in this session (keeps state).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before the code is stopped (exit 124).")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", "-l", help="python or bash (default: from the extension).")] = None,
+    outputs: Annotated[Path | None, typer.Option(help="Where to save images (default ./coderunner-outputs).")] = None,
+) -> None:
+    """Run code in the sandbox; exit with its exit code."""
+    from .commands.exec_ import run as run_exec
+
+    raise typer.Exit(run_exec(file, args or [], code, session, timeout, lang, outputs))
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+@session_app.command("new")
+def session_new(
+    name: Annotated[str | None, typer.Argument(help="A name to refer to it by.")] = None,
+    lang: Annotated[str, typer.Option("--lang", "-l", help="python or bash.")] = "python",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a session."""
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        info = cr.session(name, lang).info
+    if as_json:
+        render.emit_json(info)
+    else:
+        print(info["name"] or info["session_id"])
+
+
+@session_app.command("ls")
+def session_ls(as_json: JsonOpt = False) -> None:
+    """List sessions."""
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        rows = cr.sessions()
+    render.table(rows, ["session_id", "name", "language", "executions", "busy", "restarts"], as_json=as_json,
+                 empty="no sessions: create one with `coderunner session new`")
+
+
+def _session_action(action: str, name: str) -> None:
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        getattr(cr, action)(name)
+    render.note(f"coderunner: session {name}: {action.replace('_session', '')} done")
+
+
+@session_app.command("rm")
+def session_rm(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+    """Delete a session."""
+    _session_action("delete_session", name)
+
+
+@session_app.command("restart")
+def session_restart(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+    """Give a session a fresh kernel (its state is cleared)."""
+    _session_action("restart", name)
+
+
+@session_app.command("interrupt")
+def session_interrupt(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+    """Interrupt what a session is running."""
+    _session_action("interrupt", name)
+
+
+# -- config -----------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    reveal: Annotated[bool, typer.Option("--reveal", help="Show values unmasked.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the entries (values masked)."""
+    from . import config, paths, render
+
+    env = config.load()
+    shown = env if reveal else {k: config.mask(v) for k, v in env.items()}
+    if as_json:
+        render.emit_json(shown)
+    elif not shown:
+        render.note(f"coderunner: {paths.config_file()} has no entries: add one with `coderunner config set`")
+    else:
+        for key, value in shown.items():
+            print(f"{key}={value}")
+
+
+@config_app.command("get")
+def config_get(key: str) -> None:
+    """Print one value (unmasked: for scripts)."""
+    from . import config
+    from .errors import ConfigError
+
+    env = config.load()
+    if key not in env:
+        raise ConfigError(f"{key} is not set: `coderunner config set {key} VALUE`")
+    print(env[key])
+
+
+@config_app.command("set")
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (the file stays 0600)."""
+    from . import config, render
+
+    env = config.load()
+    env[config.check_key(key)] = value
+    render.note(f"coderunner: set {key} in {config.save(env)} (applies at the next `coderunner up`)")
+
+
+@config_app.command("unset")
+def config_unset(key: str) -> None:
+    """Remove KEY."""
+    from . import config, render
+    from .errors import ConfigError
+
+    env = config.load()
+    if env.pop(key, None) is None:
+        raise ConfigError(f"{key} is not set")
+    config.save(env)
+    render.note(f"coderunner: removed {key}")
+
+
+@config_app.command("path")
+def config_path() -> None:
+    """Print the config file's path."""
+    from . import paths
+
+    print(paths.config_file())
+
+
+@config_app.command("edit")
+def config_edit() -> None:
+    """Open the config file in $EDITOR."""
+    import os
+    import shlex
+
+    from . import config, paths
+    from .runtimes import _proc
+
+    path = paths.config_file()
+    if not path.exists():
+        config.save({})
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    code = _proc.interactive([*shlex.split(editor), str(path)])
+    config.load()  # complain now if the edit broke it
+    os.chmod(path, 0o600)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        rv = app(standalone_mode=False)
+    except CoderunnerError as exc:
+        print(f"coderunner: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("coderunner: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # `coderunner exec ... | head`
+        sys.stderr.close()
+        sys.exit(141)
+    except Exception as exc:
+        # click's exceptions (vendored as typer._click in typer >= 0.28): duck-typed
+        if type(exc).__name__ == "Abort":
+            print("coderunner: interrupted", file=sys.stderr)
+            sys.exit(130)
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

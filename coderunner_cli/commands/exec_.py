@@ -1,0 +1,124 @@
+"""`coderunner exec`: run a file, -c CODE or stdin in the sandbox, like a local interpreter.
+
+stdout and stderr stream to ours as produced; images are saved to files (said
+on stderr); the exit code is the code's. Ctrl-C interrupts the remote code
+(a session's kernel is interrupted, a script is killed) and exits 130.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}
+IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg", "image/gif": "gif"}
+
+
+def resolve_code(target: str | None, code: str | None, lang: str | None) -> tuple[str, str, str | None, bool]:
+    """(code, language, filename, code_came_from_stdin)."""
+    if code is not None:
+        return code, lang or "python", None, False
+    if target is None:
+        raise UsageError("give a FILE, `-c CODE`, or `-` to read code from stdin")
+    if target == "-":
+        if sys.stdin.isatty():
+            raise UsageError("`-` reads code from stdin, but stdin is a terminal: pipe code in")
+        return sys.stdin.read(), lang or "python", None, True
+    path = Path(target)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {target}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{target} is a directory, not a script") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{target} is not UTF-8 text") from None
+    except PermissionError:
+        raise UsageError(f"cannot read {target}: permission denied") from None
+    language = lang or EXTENSIONS.get(path.suffix.lower())
+    if language is None:
+        first = text.split("\n", 1)[0]
+        language = "bash" if first.startswith("#!") and ("sh" in first.rsplit("/", 1)[-1]) else "python"
+    return text, language, path.name, False
+
+
+def run(target: str | None, args: list[str], code: str | None, session: str | None, timeout: float | None,
+        lang: str | None, outputs: Path | None) -> int:
+    from ..client import CodeRunner
+
+    if code is not None and target is not None:
+        args = [target, *args]
+        target = None
+    source, language, filename, from_stdin = resolve_code(target, code, lang)
+    stdin = None
+    if not from_stdin and not sys.stdin.isatty() and session is None:
+        stdin = sys.stdin.read()
+    if session is not None and args:
+        raise UsageError("arguments go to scripts; a --session runs code in its kernel without argv")
+    saver = _OutputSaver(outputs)
+    out, err = sys.stdout, sys.stderr
+    cr = CodeRunner()
+    exit_code = 1
+    try:
+        with cr.stream(source, session=session, timeout=timeout, language=language,
+                       argv=args or None if session is None else None, stdin=stdin,
+                       filename=filename if session is None else None) as events:
+            for event in events:
+                kind = event.get("type")
+                if kind == "stdout":
+                    out.write(event["text"])
+                    out.flush()
+                elif kind == "stderr":
+                    err.write(event["text"])
+                    err.flush()
+                elif kind in ("display", "result"):
+                    saver.save(event)
+                elif kind == "error" and session is not None:
+                    err.write("\n".join(event.get("traceback") or [f"{event['ename']}: {event['evalue']}"]) + "\n")
+                elif kind == "done":
+                    exit_code = int(event.get("exit_code", 1))
+                    if event.get("message") and event.get("status") != "ok":
+                        print(f"coderunner: {event['message']}", file=err)
+    except KeyboardInterrupt:
+        if session is not None:
+            try:
+                with CodeRunner() as other:
+                    other.interrupt(session)
+            except Exception as exc:  # noqa: BLE001 - best effort while exiting on Ctrl-C
+                print(f"coderunner: could not interrupt session {session}: {exc}", file=err)
+        cr.close()  # closing the stream kills a script
+        print("coderunner: interrupted", file=err)
+        return 130
+    finally:
+        cr.close()
+    return exit_code
+
+
+class _OutputSaver:
+    """Rich outputs: images to files (path said on stderr), text/plain of results to stdout."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.count = 0
+
+    def save(self, event: dict) -> None:
+        data = event.get("data") or {}
+        for mime, ext in IMAGE_TYPES.items():
+            if mime in data:
+                from .. import paths
+
+                directory = self.directory or paths.outputs_dir()
+                directory.mkdir(parents=True, exist_ok=True)
+                self.count += 1
+                path = directory / f"output-{os.getpid()}-{self.count}.{ext}"
+                raw = data[mime]
+                path.write_bytes(raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw))
+                print(f"coderunner: saved {mime} to {path}", file=sys.stderr)
+                return
+        if event.get("type") == "result" and "text/plain" in data:
+            sys.stdout.write(data["text/plain"] + "\n")
+            sys.stdout.flush()

@@ -1,0 +1,82 @@
+"""The one door to external commands.
+
+Every runtime runs its tools through :func:`run` (or :func:`spawn` for
+long-lived processes): argv as strings, logged with ``shlex.join`` at debug,
+and a failure turned into :class:`CommandFailed` with argv, code and stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable
+
+log = logging.getLogger("coderunner")
+
+
+def argv(*parts: Any, **options: Any) -> list[str]:
+    """Build argv; ``None``/``False`` options vanish, ``True`` is a bare flag,
+    lists repeat the flag. ``cpus=2`` -> ``--cpus 2``; ``env_file`` -> ``--env-file``."""
+    out = [str(p) for p in parts if p is not None and p is not False]
+    for key, value in options.items():
+        flag = "--" + key.rstrip("_").replace("_", "-")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is None or v is False:
+                continue
+            out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+def run(
+    cmd: list[str],
+    *,
+    timeout: float | None = 120,
+    input: str | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    hint: str = "",
+    capture: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    log.debug("run: %s", shlex.join(cmd))
+    try:
+        proc = subprocess.run(
+            cmd, input=input, text=True, timeout=timeout, env=dict(env) if env is not None else None,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
+        )
+    except FileNotFoundError:
+        raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH" + (f"; {hint}" if hint else "")) from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeTimeout(f"`{shlex.join(cmd[:3])}` did not finish within {timeout:g}s"
+                             + (f"; {hint}" if hint else "")) from None
+    if check and proc.returncode != 0:
+        raise CommandFailed(cmd, proc.returncode, proc.stderr or "", hint)
+    return proc
+
+
+def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None,
+          pass_fds: Iterable[int] = ()) -> subprocess.Popen:
+    """Start a detached, long-lived process writing to ``log_path``."""
+    log.debug("spawn: %s", shlex.join(cmd))
+    with open(log_path, "ab") as logf:
+        try:
+            return subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None, start_new_session=True, pass_fds=tuple(pass_fds),
+            )
+        except FileNotFoundError:
+            raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
+
+
+def interactive(cmd: list[str], env: Mapping[str, str] | None = None) -> int:
+    """Run attached to the terminal (shell, agents); return its exit code."""
+    log.debug("interactive: %s", shlex.join(cmd))
+    try:
+        return subprocess.call(cmd, env=dict(env) if env is not None else None)
+    except FileNotFoundError:
+        raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None

@@ -1,0 +1,120 @@
+"""``docker`` and ``podman``: the gateway in a container, port published on loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+from ..errors import CommandFailed, RuntimeUnavailable, SandboxNotRunning
+from . import _proc
+from .base import GATEWAY_PORT, RUN_DIR, SANDBOX_WORKSPACE, SECRETS, SSH_SOCK, ContainerSpec, Status, gateway_args
+
+
+class DockerRuntime:
+    isolation = "container: shares the host kernel (or Docker Desktop's VM); cgroup limits on CPU, memory, processes"
+
+    def __init__(self, binary: str = "docker") -> None:
+        self.name = os.path.basename(binary)
+        self.binary = binary
+
+    def problem(self) -> str | None:
+        if not shutil.which(self.binary):
+            return f"{self.name} is not installed"
+        probe = _proc.run([self.binary, "version", "--format", "{{.Server.Version}}"], check=False, timeout=15)
+        if probe.returncode != 0:
+            return f"the {self.name} engine is not reachable: {(probe.stderr or '').strip().splitlines()[-1:] or ''}"
+        return None
+
+    def prepare(self, timeout: float) -> None:
+        if problem := self.problem():
+            hint = "start Docker (Docker Desktop, or `sudo dockerd`)" if self.name == "docker" else "check `podman info`"
+            raise RuntimeUnavailable(f"{problem}; {hint}")
+
+    def has_image(self, image: str) -> bool:
+        return _proc.run([self.binary, "image", "inspect", image], check=False).returncode == 0
+
+    def pull(self, image: str) -> None:
+        _proc.run([self.binary, "pull", image], timeout=3600, capture=False,
+                  hint=f"build it with `coderunner build --runtime {self.name}` or pass --image")
+
+    def status(self, name: str) -> Status:
+        proc = _proc.run([self.binary, "inspect", "--type", "container", name], check=False)
+        if proc.returncode != 0:
+            return Status("missing")
+        try:
+            state = json.loads(proc.stdout)[0].get("State", {})
+        except (ValueError, IndexError, AttributeError):
+            return Status("missing")
+        status = str(state.get("Status", "")).lower()
+        return Status("running" if status == "running" else "stopped", status)
+
+    def run_argv(self, spec: ContainerSpec) -> list[str]:
+        cmd = [self.binary, "run", "-d", "--name", spec.name, "--init",
+               "--label", "coderunner=1", "--hostname", "coderunner"]
+        if spec.cpus:
+            cmd += ["--cpus", f"{spec.cpus:g}"]
+        if spec.memory:
+            cmd += ["--memory", spec.memory]
+        cmd += ["--pids-limit", str(spec.pids or 1024), "--security-opt", "no-new-privileges"]
+        if spec.network:
+            cmd += ["-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
+        else:
+            cmd += ["--network", "none", "-v", f"{spec.run_dir}:{RUN_DIR}"]
+        if spec.workspace is not None:
+            cmd += ["-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
+        cmd += ["-v", f"{spec.secrets_dir}:{SECRETS}:ro"]
+        for m in spec.mounts:
+            cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
+        if spec.ssh_agent:
+            cmd += ["-v", f"{spec.ssh_agent}:{SSH_SOCK}", "-e", f"SSH_AUTH_SOCK={SSH_SOCK}"]
+        return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0")]
+
+    def create(self, spec: ContainerSpec) -> str:
+        if spec.network and not spec.host_port:
+            spec.host_port = free_port()
+        _proc.run(self.run_argv(spec), timeout=300)
+        return self.url(spec.name)
+
+    def url(self, name: str) -> str:
+        proc = _proc.run([self.binary, "inspect", "--type", "container", name])
+        info = json.loads(proc.stdout)[0]
+        ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+        for binding in ports.get(f"{GATEWAY_PORT}/tcp") or []:
+            if binding.get("HostPort"):
+                return f"http://127.0.0.1:{binding['HostPort']}"
+        for m in info.get("Mounts") or []:
+            if m.get("Destination") == RUN_DIR:
+                return f"unix:{m['Source']}/gateway.sock"
+        raise SandboxNotRunning(f"container {name} publishes no gateway port: remove it with `coderunner down --remove`")
+
+    def resume(self, name: str) -> str:
+        _proc.run([self.binary, "start", name])
+        return self.url(name)
+
+    def stop(self, name: str, timeout: float) -> None:
+        try:
+            _proc.run([self.binary, "stop", "-t", str(int(timeout)), name], timeout=timeout + 30)
+        except CommandFailed as exc:
+            if "no such container" not in exc.stderr.lower():
+                raise
+
+    def remove(self, name: str) -> None:
+        _proc.run([self.binary, "rm", "-f", name], check=False)
+
+    def logs(self, name: str, follow: bool, tail: int | None) -> int:
+        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow,
+                                            tail=tail))
+
+    def exec_interactive(self, name: str, argv: list[str]) -> int:
+        import sys
+
+        flags = ["-i", "-t"] if sys.stdin.isatty() else ["-i"]
+        return _proc.interactive([self.binary, "exec", *flags, "-w", SANDBOX_WORKSPACE, name, *argv])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
