@@ -34,8 +34,8 @@ BOOTSTRAP = r"""
 def _coderunner_boot():
     import sys, os, io, _thread
     fd = int(sys.argv[1])
-    path = sys.argv[2]
-    sys.argv = sys.argv[3:]
+    path, shown = sys.argv[2], sys.argv[3]  # the temp file; the name tracebacks show
+    sys.argv = sys.argv[4:]
     os.set_inheritable(fd, False)
     lock = _thread.allocate_lock()
 
@@ -73,11 +73,13 @@ def _coderunner_boot():
     with open(path, "rb") as f:
         source = f.read()
     try:
-        exec(compile(source, path, "exec", dont_inherit=True), g)
+        exec(compile(source, shown, "exec", dont_inherit=True), g)
     except SystemExit:
         raise
     except BaseException as exc:
-        import traceback, json
+        import traceback, json, linecache
+        text = source.decode("utf-8", "replace")
+        linecache.cache[shown] = (len(text), None, text.splitlines(True), shown)
         tb = exc.__traceback__
         tb = tb.tb_next if tb is not None else None
         lines = traceback.format_exception(type(exc), exc, tb)
@@ -124,8 +126,10 @@ class ScriptRunner:
         try:
             if language == "python":
                 chan_r, chan_w = os.pipe()
-                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path,
-                       _safe_name(filename, language), *argv]
+                # like `python -c`: argv[0] "-c" and "<string>" in tracebacks, unless named
+                shown = _safe_name(filename, language) if filename else "<string>"
+                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path, shown,
+                       shown if filename else "-c", *argv]
                 pass_fds: tuple[int, ...] = (chan_w,)
             else:
                 cmd = [self.settings.bash, path, *argv]

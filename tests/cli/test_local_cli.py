@@ -1,0 +1,224 @@
+"""The CLI as a real subprocess against a real gateway in the `local` runtime."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tests.cli.conftest import cli_env, cr, needs_bwrap
+from tests.conftest import pid_alive
+
+pytestmark = needs_bwrap
+
+
+def test_up_prints_url_and_is_idempotent(sandbox):
+    assert sandbox["_URL"].startswith("http://127.0.0.1:")
+    again = cr(sandbox, "up", check=0)
+    assert again.stdout.strip() == sandbox["_URL"]
+    assert "already running" in again.stderr
+    status = json.loads(cr(sandbox, "status", "--json", check=0).stdout)
+    assert status["running"] and status["healthy"] and status["runtime"] == "local"
+    assert "weaker than a VM" in status["isolation"]
+
+
+def test_exec_file_args_exit_code_and_streams_apart(sandbox, tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text("import sys\nprint('args', sys.argv[1:])\nprint('to stderr', file=sys.stderr)\nsys.exit(4)\n")
+    r = cr(sandbox, "exec", str(script), "a", "--flag", check=4)
+    assert r.stdout == "args ['a', '--flag']\n"
+    assert r.stderr == "to stderr\n"
+
+
+def test_exec_code_stdin_and_languages(sandbox, tmp_path):
+    assert cr(sandbox, "exec", "-c", "print(6*7)", check=0).stdout == "42\n"
+    r = cr(sandbox, "exec", "-c", "import sys; print(sys.stdin.read()[::-1])", input="abc", check=0)
+    assert r.stdout == "cba\n"
+    assert cr(sandbox, "exec", "-", input="print('from stdin')", check=0).stdout == "from stdin\n"
+    sh = tmp_path / "job.sh"
+    sh.write_text('echo "bash $1"; exit 3\n')
+    r = cr(sandbox, "exec", str(sh), "arg", check=3)
+    assert r.stdout == "bash arg\n"
+    assert cr(sandbox, "exec", "--lang", "bash", "-c", "echo $((2+3))", check=0).stdout == "5\n"
+
+
+def test_exec_outcomes_have_documented_exit_codes(sandbox):
+    r = cr(sandbox, "exec", "-c", "1/0", check=1)
+    assert "ZeroDivisionError" in r.stderr and r.stdout == ""
+    r = cr(sandbox, "exec", "--timeout", "1", "-c", "import time; time.sleep(30)", check=124)
+    assert "timed out" in r.stderr
+    r = cr(sandbox, "exec", "does-not-exist.py", check=2)
+    assert r.stderr.startswith("coderunner: no such file: does-not-exist.py")
+    r = cr(sandbox, "exec", "--session", "no-such-session", "-c", "1", check=66)
+    assert "no session" in r.stderr
+    r = cr(sandbox, "exec", "-c", "import os; os.kill(os.getpid(), 9)", check=137)
+
+
+def test_sessions_keep_state_and_save_images(sandbox, tmp_path):
+    cr(sandbox, "session", "new", "work", check=0)
+    cr(sandbox, "exec", "--session", "work", "-c", "x = 20", check=0)
+    assert cr(sandbox, "exec", "-s", "work", "-c", "x * 2 + 2", check=0).stdout == "42\n"
+    r = cr(sandbox, "exec", "-s", "work", "-c", "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
+           "--outputs", str(tmp_path / "figs"), check=0)
+    saved = list((tmp_path / "figs").glob("*.png"))
+    assert len(saved) == 1 and saved[0].read_bytes()[:4] == b"\x89PNG"
+    assert str(saved[0]) in r.stderr and r.stdout == ""
+    r = cr(sandbox, "exec", "-s", "work", "-c", "raise ValueError('bad')", check=1)
+    assert "ValueError: bad" in r.stderr
+    rows = json.loads(cr(sandbox, "session", "ls", "--json", check=0).stdout)
+    assert [s["name"] for s in rows].count("work") == 1
+    cr(sandbox, "session", "restart", "work", check=0)
+    assert "NameError" in cr(sandbox, "exec", "-s", "work", "-c", "x", check=1).stderr
+    cr(sandbox, "session", "rm", "work", check=0)
+    assert cr(sandbox, "session", "rm", "work").returncode == 66
+
+
+def test_config_reaches_the_sandbox_masked_and_private(sandbox):
+    assert cr(sandbox, "exec", "-c", "import os; print(os.environ['SANDBOX_SECRET'])", check=0).stdout == "from-config\n"
+    assert cr(sandbox, "exec", "-c", "import os; print(os.environ.get('CODERUNNER_RUNTIME'))", check=0).stdout == "None\n"
+    cfg = Path(sandbox["CODERUNNER_CONFIG"])
+    cr(sandbox, "config", "set", "API_KEY", "sk-very-secret-value", check=0)
+    assert oct(cfg.stat().st_mode & 0o777) == "0o600"
+    shown = cr(sandbox, "config", "show", check=0).stdout
+    assert "sk-very-secret-value" not in shown and "API_KEY=sk-" in shown
+    assert "sk-very-secret-value" in cr(sandbox, "config", "show", "--reveal", check=0).stdout
+    assert cr(sandbox, "config", "get", "API_KEY", check=0).stdout == "sk-very-secret-value\n"
+    cr(sandbox, "config", "unset", "API_KEY", check=0)
+    assert cr(sandbox, "config", "get", "API_KEY").returncode == 78
+    assert cr(sandbox, "config", "set", "1BAD", "x").returncode == 78
+    assert cr(sandbox, "config", "path", check=0).stdout.strip() == str(cfg)
+    token = Path(sandbox["CODERUNNER_HOME"]) / "secrets" / "token"
+    assert oct(token.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_sandbox_cannot_read_the_users_home(sandbox):
+    planted = Path.home() / f".coderunner-test-secret-{uuid.uuid4().hex}"
+    planted.write_text("TOP SECRET")
+    try:
+        code = f"print(open({str(planted)!r}).read())"
+        r = cr(sandbox, "exec", "-c", code, check=1)
+        assert "TOP SECRET" not in r.stdout + r.stderr
+        assert "No such file or directory" in r.stderr
+        r = cr(sandbox, "exec", "--lang", "bash", "-c", f"ls -a {Path.home()} | grep -c coderunner-test-secret || true",
+               check=0)
+        assert r.stdout.strip() == "0"
+    finally:
+        planted.unlink()
+    r = cr(sandbox, "exec", "-c", "import os; print(os.getuid(), os.getcwd()); open('w.txt','w').write('ok')", check=0)
+    assert r.stdout == "1000 /workspace\n"
+    assert (Path(sandbox["CODERUNNER_HOME"]) / "workspace" / "w.txt").read_text() == "ok"
+
+
+def test_sigint_interrupts_remote_session_code(sandbox):
+    cr(sandbox, "session", "new", "long", check=0)
+    cr(sandbox, "exec", "-s", "long", "-c", "kept = 'state'", check=0)
+    proc = subprocess.Popen(["coderunner", "exec", "-s", "long", "-c", "import time\nprint('started', flush=True)\n"
+                             "time.sleep(60)"], env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 130
+    deadline = time.monotonic() + 10
+    while True:
+        rows = json.loads(cr(sandbox, "session", "ls", "--json", check=0).stdout)
+        if not next(s for s in rows if s["name"] == "long")["busy"]:
+            break
+        assert time.monotonic() < deadline, "the remote code kept running"
+        time.sleep(0.1)
+    assert cr(sandbox, "exec", "-s", "long", "-c", "print(kept)", check=0).stdout == "state\n"
+
+
+def test_sigint_kills_a_remote_script(sandbox):
+    proc = subprocess.Popen(["coderunner", "exec", "-c", "import os, time\nprint(os.getpid(), flush=True)\n"
+                             "time.sleep(60)"], env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    inner_pid = int(proc.stdout.readline())  # a pid inside the sandbox's namespace
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 130
+    check = f"import os\ntry:\n    os.kill({inner_pid}, 0)\n    print('alive')\nexcept ProcessLookupError:\n    print('gone')"
+    deadline = time.monotonic() + 10
+    while cr(sandbox, "exec", "-c", check, check=0).stdout != "gone\n":
+        assert time.monotonic() < deadline, "the script survived Ctrl-C"
+        time.sleep(0.2)
+
+
+def test_no_network_reaches_nothing(tmp_path):
+    env = cli_env(tmp_path)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    threading.Thread(target=lambda: listener.accept(), daemon=True).start()
+    try:
+        cr(env, "up", "--runtime", "local", "--no-network", check=0, timeout=180)
+        assert json.loads(cr(env, "status", "--json", check=0).stdout)["url"].startswith("unix:")
+        code = (f"import socket\ns = socket.socket()\ns.settimeout(2)\n"
+                f"print(s.connect_ex(('127.0.0.1', {port})) != 0)")
+        assert cr(env, "exec", "-c", code, check=0).stdout == "True\n"
+        r = cr(env, "exec", "-c", "import socket; print([n for _, n in socket.if_nameindex()])", check=0)
+        assert r.stdout == "['lo']\n", "only a loopback interface of its own"
+    finally:
+        cr(env, "down", "--remove")
+        listener.close()
+
+
+def test_down_status_and_errors_when_not_running(tmp_path):
+    env = cli_env(tmp_path)
+    r = cr(env, "status", check=3)
+    assert "coderunner up" in r.stdout
+    r = cr(env, "exec", "-c", "print(1)", check=3)
+    assert r.stderr == "coderunner: the sandbox is not running: start it with `coderunner up`\n"
+    assert cr(env, "down", check=3).stderr.startswith("coderunner: there is no sandbox")
+    assert cr(env, "session", "ls", check=3).returncode == 3
+
+
+def test_down_stops_everything_and_up_starts_again(tmp_path):
+    env = cli_env(tmp_path)
+    cr(env, "up", "--runtime", "local", check=0, timeout=180)
+    sup = int((tmp_path / "state" / "coderunner.pid").read_text())
+    cr(env, "exec", "-c", "open('keep.txt', 'w').write('kept')", check=0)
+    children = _descendants(sup)
+    assert children
+    cr(env, "down", check=0)
+    assert cr(env, "status").returncode == 3
+    time.sleep(0.3)
+    assert [p for p in [sup, *children] if pid_alive(p)] == []
+    cr(env, "up", check=0, timeout=180)
+    assert cr(env, "exec", "-c", "print(open('keep.txt').read())", check=0).stdout == "kept\n"
+    cr(env, "down", "--remove", check=0)
+    assert not (tmp_path / "state" / "workspace").exists()
+
+
+def _descendants(root: int) -> list[int]:
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            kids = [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        frontier += kids
+    return found
+
+
+def test_verbose_shows_runtime_commands(tmp_path):
+    env = cli_env(tmp_path)
+    r = cr(env, "--verbose", "up", "--runtime", "local", check=0, timeout=180)
+    try:
+        assert "spawn: sh -c" in r.stderr and "bwrap" in r.stderr
+        assert r.stdout.strip().startswith("http://127.0.0.1:")
+    finally:
+        cr(env, "down", "--remove")
+
+
+def test_help_is_useful():
+    env = cli_env(Path("/tmp"))
+    for args in (["--help"], ["exec", "--help"], ["up", "--help"], ["session", "--help"], ["config", "--help"]):
+        r = cr(env, *args, check=0)
+        assert "Usage: coderunner" in r.stdout
+    assert "--with-ssh-agent" in cr(env, "up", "--help", check=0).stdout
+    assert cr(env, "--version", check=0).stdout.startswith("coderunner ")
