@@ -137,7 +137,11 @@ def run(
     if agent not in AGENTS:
         raise UsageError(f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
     current, runtime = sandbox.require_running()
-    raise typer.Exit(runtime.exec_interactive(current.name, [AGENTS[agent], *(args or [])]))
+    code = runtime.exec_interactive(current.name, [AGENTS[agent], *(args or [])])
+    if code == 127:
+        print(f"coderunner: `{AGENTS[agent]}` is not installed in this sandbox: use an image built with it "
+              "(or, for the local runtime, install it on the host)", file=sys.stderr)
+    raise typer.Exit(code)
 
 
 # -- running code ---------------------------------------------------------------------
@@ -303,10 +307,31 @@ def config_edit() -> None:
     raise typer.Exit(code)
 
 
+def _user_errors(fn):
+    """Errors a user can cause become one line on stderr and their exit code.
+    Applied to every command, so CliRunner and the installed binary agree."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CoderunnerError as exc:
+            print(f"coderunner: {exc.message}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+for _typer in (app, session_app, config_app):
+    for _cmd in _typer.registered_commands:
+        _cmd.callback = _user_errors(_cmd.callback)
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False)
-    except CoderunnerError as exc:
+    except CoderunnerError as exc:  # raised outside a command (a callback)
         print(f"coderunner: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

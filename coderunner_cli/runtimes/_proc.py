@@ -40,14 +40,18 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     hint: str = "",
-    capture: bool = True,
+    progress: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """``progress``: the tool's stdout (pull/build progress) goes to our stderr as it
+    comes; its stderr is still captured for the error message."""
+    import sys
+
     log.debug("run: %s", shlex.join(cmd))
     try:
         proc = subprocess.run(
             cmd, input=input, text=True, timeout=timeout, env=dict(env) if env is not None else None,
             stdin=None if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
+            stdout=sys.stderr if progress else subprocess.PIPE, stderr=subprocess.PIPE,
         )
     except FileNotFoundError:
         raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH" + (f"; {hint}" if hint else "")) from None

@@ -71,7 +71,7 @@ class AppleRuntime:
         return any(_image_name(i) in wanted for i in images if isinstance(i, dict))
 
     def pull(self, image: str) -> None:
-        _proc.run([self.binary, "image", "pull", image], timeout=3600, capture=False,
+        _proc.run([self.binary, "image", "pull", image], timeout=3600, progress=True,
                   hint="build it with `coderunner build` or pass --image")
 
     def _inspect(self, name: str) -> dict[str, Any] | None:

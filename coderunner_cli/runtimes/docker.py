@@ -36,7 +36,7 @@ class DockerRuntime:
         return _proc.run([self.binary, "image", "inspect", image], check=False).returncode == 0
 
     def pull(self, image: str) -> None:
-        _proc.run([self.binary, "pull", image], timeout=3600, capture=False,
+        _proc.run([self.binary, "pull", image], timeout=3600, progress=True,
                   hint=f"build it with `coderunner build --runtime {self.name}` or pass --image")
 
     def status(self, name: str) -> Status:

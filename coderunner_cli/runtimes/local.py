@@ -75,7 +75,9 @@ class LocalRuntime:
         ready.unlink(missing_ok=True)
         # bwrap --die-with-parent needs a parent that lives as long as the
         # sandbox: a shell that waits for it. Killing it (even -9) ends all.
-        cmd = ["sh", "-c", 'bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?', SUPERVISOR, *self.argv(spec, run_dir)]
+        argv = self.argv(spec, run_dir)
+        paths.write_private(_argv_file(spec.name), json.dumps(argv))  # `shell` reuses the sandbox's view
+        cmd = ["sh", "-c", 'bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?', SUPERVISOR, *argv]
         log = paths.log_file()
         proc = _proc.spawn(cmd, log_path=str(log))
         paths.write_private(paths.home() / f"{spec.name}.pid", str(proc.pid))
@@ -193,16 +195,19 @@ class LocalRuntime:
         return 0
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
-        pid = _pid_file(name)
-        inner = [p for p in _descendants(pid or 0) if b"coderunner_gateway" in _cmdline(p)]
-        if not inner:
+        """A new bwrap with the running sandbox's filesystem, workspace and environment.
+        (Joining the gateway's own namespaces would need setns into bwrap's user
+        namespace, which the kernel refuses here.)"""
+        if self.status(name).state != "running":
             raise SandboxNotRunning()
-        target = inner[0]
-        cmd = ["nsenter", "-t", str(target), "-U", "-m", "-p", "-i", "-u", "-n", "--preserve-credentials",
-               f"--wd={SANDBOX_WORKSPACE}", "--", "env", "-i"]
-        environ = _environ(target)
-        cmd += [f"{k}={v}" for k, v in environ.items()] + argv
-        return _proc.interactive(cmd)
+        saved = json.loads(_argv_file(name).read_text())
+        options = [a for a in saved[:saved.index("--")] if a != "--new-session"]  # keep the terminal
+        load_env = f'set -a; [ -r {SECRETS}/sandbox.env ] && . {SECRETS}/sandbox.env; set +a; exec "$@"'
+        return _proc.interactive([*options, "--", "bash", "-c", load_env, "coderunner-shell", *argv])
+
+
+def _argv_file(name: str) -> Path:
+    return paths.home() / f"{name}.bwrap.json"
 
 
 def _pid_file(name: str) -> int | None:

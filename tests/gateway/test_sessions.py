@@ -254,3 +254,32 @@ def test_idle_sessions_expire(gateway_factory):
     t.join(10)
     assert result["r"]["stdout"] == "done\n", "a busy session must not expire under its execution"
     c.close()
+
+
+def test_kernel_ignoring_the_interrupt_is_replaced(gateway):
+    sid = gateway.new_session()
+    code = ("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n"
+            "    except KeyboardInterrupt:\n        pass\n")
+    t0 = time.monotonic()
+    r = gateway.execute(code, session_id=sid, timeout=0.5)
+    assert time.monotonic() - t0 < 15
+    assert (r["status"], r["exit_code"], r["state_lost"]) == ("timeout", 124, True)
+    assert "replaced" in r["message"]
+    assert gateway.execute("print('fresh')", session_id=sid)["stdout"] == "fresh\n"
+
+
+def test_client_going_away_interrupts_session_code(gateway):
+    sid = gateway.new_session()
+    gateway.execute("kept = 1", session_id=sid)
+    c = gateway.client()
+    with c.stream("POST", "/v1/execute", json={"code": "import time\nprint('go', flush=True)\ntime.sleep(60)",
+                                               "session_id": sid},
+                  headers={"Accept": "application/x-ndjson"}) as r:
+        for line in r.iter_lines():
+            if '"stdout"' in line:
+                break
+    deadline = time.monotonic() + 10
+    while c.get(f"/v1/sessions/{sid}").json()["busy"]:
+        assert time.monotonic() < deadline, "the session kept running after its client left"
+        time.sleep(0.05)
+    assert gateway.execute("print(kept)", session_id=sid)["stdout"] == "1\n"
