@@ -15,6 +15,7 @@ KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse(text: str, source: str = "config") -> dict[str, str]:
+    """The format ``coderunner_gateway.settings.read_env_file`` reads in the sandbox."""
     env: dict[str, str] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -85,6 +85,10 @@ def up(opts: UpOptions, progress=None) -> UpResult:
             state.save(current)
             wait_healthy(url, current.token, 120)
             return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
+    if current is not None and opts.runtime not in (None, current.runtime) \
+            and get(current.runtime).status(current.name).state == "running":
+        raise UsageError(f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
+                         f"before starting one with --runtime {opts.runtime}")
     runtime, source = (get(current.runtime), "state") if current and opts.runtime is None else resolve(opts.runtime)
     warnings = []
     if runtime.name == "local" and (opts.cpus or opts.memory):

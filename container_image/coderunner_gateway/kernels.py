@@ -8,6 +8,7 @@ over IPC sockets in the gateway's private runtime dir; no Jupyter Server.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import queue
@@ -348,8 +349,6 @@ class BashProcess:
 
 async def _read_until(reader: asyncio.StreamReader, marker: bytes, name: str, sink: Sink) -> int | None:
     """Emit output up to ``marker``; return the number after it (None at EOF)."""
-    import codecs
-
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     buf = b""
     keep = len(marker) - 1

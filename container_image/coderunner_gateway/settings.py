@@ -41,7 +41,10 @@ class Settings:
 
 
 def read_env_file(path: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines (dotenv subset): ``#`` comments, optional ``export``, quotes."""
+    """``KEY=VALUE`` lines (dotenv subset): ``#`` comments, optional ``export``, quotes.
+
+    The CLI writes these with ``coderunner_cli.config``, which parses the same
+    format; the gateway ships alone in the image, so it cannot import that."""
     env: dict[str, str] = {}
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -222,3 +223,39 @@ def test_help_is_useful():
         assert "Usage: coderunner" in r.stdout
     assert "--with-ssh-agent" in cr(env, "up", "--help", check=0).stdout
     assert cr(env, "--version", check=0).stdout.startswith("coderunner ")
+
+
+def test_killing_the_supervisor_ends_the_whole_sandbox(tmp_path):
+    env = cli_env(tmp_path)
+    cr(env, "up", "--runtime", "local", check=0, timeout=180)
+    cr(env, "session", "new", check=0)  # a kernel too
+    sup = int((tmp_path / "state" / "coderunner.pid").read_text())
+    inside = _descendants(sup)
+    assert len(inside) >= 4  # bwrap, bwrap (pid 1), gateway, kernels
+    os.kill(sup, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while [p for p in inside if pid_alive(p)]:
+        assert time.monotonic() < deadline, f"outlived their parent: {[p for p in inside if pid_alive(p)]}"
+        time.sleep(0.05)
+    assert cr(env, "status").returncode == 3
+    cr(env, "down", "--remove")
+
+
+def test_auto_detect_picks_local_without_an_engine(tmp_path, monkeypatch):
+    from coderunner_cli.runtimes import resolve
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    import shutil
+    (bindir / "bwrap").symlink_to(shutil.which("bwrap"))
+    monkeypatch.setenv("PATH", str(bindir))  # no docker, no podman
+    runtime, source = resolve()
+    assert runtime.name == "local" and source.startswith("auto-detected")
+    monkeypatch.setenv("CODERUNNER_RUNTIME", "podman")
+    assert resolve()[0].name == "podman" and resolve()[1] == "CODERUNNER_RUNTIME"
+    assert resolve("apple")[1] == "--runtime"
+
+
+def test_up_refuses_a_second_runtime_while_one_runs(sandbox):
+    r = cr(sandbox, "up", "--runtime", "docker", check=2)
+    assert "a local sandbox is running" in r.stderr
