@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="output kept per aggregated (JSON) execution (default 16 MiB)")
     p.add_argument("--max-request-bytes", type=int, default=32 * MiB, help="largest request body (default 32 MiB)")
     p.add_argument("--default-timeout", type=float, help="timeout for executions that give none (default: none)")
+    p.add_argument("--skills-dir", default=os.environ.get("CODERUNNER_SKILLS_DIR"),
+                   help="public skills (default: the ones shipped with the gateway)")
+    p.add_argument("--user-skills-dir", default=os.environ.get("CODERUNNER_USER_SKILLS_DIR"),
+                   help="user skills; .zip files there are unpacked safely")
+    p.add_argument("--chromium", default=os.environ.get("CODERUNNER_CHROMIUM"),
+                   help="Chromium executable for /v1/browser (default: chromium on PATH)")
     p.add_argument("--ready-file", help="write {url, pid} here once listening")
     p.add_argument("--log-level", default=os.environ.get("CODERUNNER_LOG_LEVEL", "info"))
     p.add_argument("--access-log", action="store_true", help="log every request")
@@ -88,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         max_output_bytes=args.max_output_bytes,
         max_request_bytes=args.max_request_bytes,
         default_timeout=args.default_timeout,
+        skills_dir=args.skills_dir,
+        user_skills_dir=args.user_skills_dir,
+        chromium=args.chromium,
     )
     os.chmod(settings.runtime_dir, 0o700)
     if settings.token is None:

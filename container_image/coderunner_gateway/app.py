@@ -38,6 +38,12 @@ class Gateway:
         self.settings = settings
         self.sessions = SessionManager(settings)
         self.scripts = ScriptRunner(settings)
+        from pathlib import Path
+
+        from .skills import SkillStore, default_public_dir
+
+        self.skills = SkillStore(Path(settings.skills_dir) if settings.skills_dir else default_public_dir(),
+                                 Path(settings.user_skills_dir) if settings.user_skills_dir else None)
         self.started = time.time()
         self._closed = False
 
@@ -197,6 +203,22 @@ class Gateway:
         await self.sessions.delete(sid)
         return JSONResponse({"deleted": sid}, headers=DEPRECATED)
 
+    async def list_skills(self, request: Request) -> Response:
+        return JSONResponse({"skills": [s.summary() for s in self.skills.list()]})
+
+    async def get_skill(self, request: Request) -> Response:
+        return JSONResponse(self.skills.get(request.path_params["name"]).detail())
+
+    async def get_skill_file(self, request: Request) -> Response:
+        path = self.skills.file(request.path_params["name"], request.path_params["file"])
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+            media = "text/plain; charset=utf-8"
+        except UnicodeDecodeError:
+            media = "application/octet-stream"
+        return Response(data, media_type=media)
+
     async def file(self, request: Request) -> Response:
         rel = request.path_params.get("path", "")
         root = files.resolve(self.settings.workspace, "")
@@ -302,6 +324,9 @@ def create_app(settings: Settings) -> tuple[Any, Gateway]:
         Route("/v1/sessions/{sid}", gw.delete_session, methods=["DELETE"]),
         Route("/v1/sessions/{sid}/interrupt", gw.interrupt_session, methods=["POST"]),
         Route("/v1/sessions/{sid}/restart", gw.restart_session, methods=["POST"]),
+        Route("/v1/skills", gw.list_skills, methods=["GET"]),
+        Route("/v1/skills/{name}", gw.get_skill, methods=["GET"]),
+        Route("/v1/skills/{name}/files/{file:path}", gw.get_skill_file, methods=["GET"]),
         Route("/v1/files", gw.file, methods=["GET"]),
         Route("/v1/files/{path:path}", gw.file, methods=["GET", "PUT", "DELETE"]),
     ]

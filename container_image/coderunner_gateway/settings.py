@@ -22,6 +22,9 @@ class Settings:
     default_timeout: float | None = None
     max_timeout: float = 24 * 3600.0
     extra_env: dict[str, str] = field(default_factory=dict)  # from --env-file: API keys for the code
+    skills_dir: str | None = None       # public skills (default: the ones shipped beside the package)
+    user_skills_dir: str | None = None  # user skills, a mounted dir (.zip files unpacked there)
+    chromium: str | None = None         # browser executable (default: chromium on PATH)
     python: str = sys.executable
     bash: str = "bash"
     # private dir (0700) for kernel connection files, IPC sockets and scripts
