@@ -65,13 +65,13 @@ class RunningGateway:
         return self.proc.returncode
 
 
-def start_gateway(tmp: Path, *args: str, token: str | None = None) -> RunningGateway:
+def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None) -> RunningGateway:
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     ready = tmp / "ready.json"
     log = tmp / "gateway.log"
     token = token or secrets.token_urlsafe(24)
-    env = {**os.environ, "CODERUNNER_TOKEN": token}
+    env = {**os.environ, **(env or {}), "CODERUNNER_TOKEN": token}
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(workspace),
          "--ready-file", str(ready), "--log-level", "warning", *args],

@@ -46,6 +46,9 @@ class Gateway:
                                  Path(settings.user_skills_dir) if settings.user_skills_dir else None)
         self.started = time.time()
         self._closed = False
+        from .browser import Browser
+
+        self.browser = Browser(settings.chromium)
 
     async def startup(self) -> None:
         self.sessions.start()
@@ -59,7 +62,7 @@ class Gateway:
 
         for pgid in list(self.scripts.running):
             _killpg(pgid)
-        await self.sessions.close()
+        await asyncio.gather(self.sessions.close(), self.browser.close(), return_exceptions=True)
 
     # -- execution ------------------------------------------------------------
     async def run(self, sink: Sink, req: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +152,7 @@ class Gateway:
             "sessions": len(self.sessions.sessions),
             "warm_kernels": len(self.sessions.pool.warm),
             "running_scripts": len(self.scripts.running),
+            "browser": "running" if self.browser.running else "not started",
             "auth": self.settings.token is not None,
         })
 
@@ -176,7 +180,9 @@ class Gateway:
         return JSONResponse(self.sessions.get(request.path_params["sid"]).info())
 
     async def delete_session(self, request: Request) -> Response:
-        await self.sessions.delete(request.path_params["sid"])
+        session = self.sessions.get(request.path_params["sid"])
+        await self.sessions.delete(session.id)
+        await self.browser.drop_context(session.id)
         return JSONResponse({"deleted": request.path_params["sid"]})
 
     async def interrupt_session(self, request: Request) -> Response:
@@ -202,6 +208,48 @@ class Gateway:
             return JSONResponse(self.sessions.get(sid).info(), headers=DEPRECATED)
         await self.sessions.delete(sid)
         return JSONResponse({"deleted": sid}, headers=DEPRECATED)
+
+    # -- browser ----------------------------------------------------------------
+    async def _browser_request(self, request: Request, extra: set[str]) -> tuple[Fields, dict[str, Any]]:
+        from .browser import WAIT_UNTIL, check_url
+
+        data = await read_json(request, self.settings.max_request_bytes)
+        f = Fields(data, {"url", "session_id", "wait_until", "timeout", *extra})
+        common = {
+            "url": check_url(data.get("url")),
+            "session_id": f.str("session_id", nonempty=True),
+            "wait_until": f.choice("wait_until", WAIT_UNTIL, "load"),
+            "timeout": f.number("timeout", maximum=120) or 30.0,
+        }
+        if common["session_id"] is not None:
+            common["session_id"] = self.sessions.get(common["session_id"]).id
+        return f, common
+
+    async def browser_navigate(self, request: Request) -> Response:
+        _, args = await self._browser_request(request, set())
+        return JSONResponse(await self.browser.navigate(**args))
+
+    async def browser_content(self, request: Request) -> Response:
+        from .browser import FORMATS
+
+        f, args = await self._browser_request(request, {"format"})
+        return JSONResponse(await self.browser.content(fmt=f.choice("format", FORMATS, "text"), **args))
+
+    async def browser_screenshot(self, request: Request) -> Response:
+        f, args = await self._browser_request(request, {"full_page", "width", "height"})
+        png = await self.browser.screenshot(full_page=f.bool("full_page"), width=f.int("width", 1280, low=1, high=8000),
+                                            height=f.int("height", 720, low=1, high=8000), **args)
+        return Response(png, media_type="image/png")
+
+    async def legacy_browser(self, request: Request) -> Response:
+        """The original routes: {url} -> text; content also as readable_content.content."""
+        from .browser import check_url
+
+        data = await read_json(request, self.settings.max_request_bytes)
+        result = await self.browser.navigate(check_url(data.get("url")))
+        if request.url.path.endswith("/content"):
+            result["readable_content"] = {"content": result["content"]}
+        return JSONResponse(result, headers=DEPRECATED)
 
     async def list_skills(self, request: Request) -> Response:
         return JSONResponse({"skills": [s.summary() for s in self.skills.list()]})
@@ -324,6 +372,11 @@ def create_app(settings: Settings) -> tuple[Any, Gateway]:
         Route("/v1/sessions/{sid}", gw.delete_session, methods=["DELETE"]),
         Route("/v1/sessions/{sid}/interrupt", gw.interrupt_session, methods=["POST"]),
         Route("/v1/sessions/{sid}/restart", gw.restart_session, methods=["POST"]),
+        Route("/v1/browser/navigate", gw.browser_navigate, methods=["POST"]),
+        Route("/v1/browser/content", gw.browser_content, methods=["POST"]),
+        Route("/v1/browser/screenshot", gw.browser_screenshot, methods=["POST"]),
+        Route("/v1/browser/interactions/navigate", gw.legacy_browser, methods=["POST"]),
+        Route("/v1/browser/interactions/content", gw.legacy_browser, methods=["POST"]),
         Route("/v1/skills", gw.list_skills, methods=["GET"]),
         Route("/v1/skills/{name}", gw.get_skill, methods=["GET"]),
         Route("/v1/skills/{name}/files/{file:path}", gw.get_skill_file, methods=["GET"]),

@@ -66,6 +66,28 @@ class Fields:
             raise self._bad(name, f"at most {maximum:g} seconds")
         return float(value)
 
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._bad(name, "true or false")
+        return value
+
+    def int(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._bad(name, f"a whole number from {low} to {high}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise self._bad(name, f"one of {', '.join(choices)}")
+        return value
+
     def str_list(self, name: str) -> list[str]:
         value = self.data.get(name)
         if value is None:
