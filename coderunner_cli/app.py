@@ -163,6 +163,73 @@ def exec_(
     raise typer.Exit(run_exec(file, args or [], code, session, timeout, lang, outputs))
 
 
+@app.command()
+def mcp() -> None:
+    """An MCP server on stdio bridged to the sandbox: `claude mcp add coderunner -- coderunner mcp`."""
+    from .mcp_bridge import run as run_bridge
+
+    run_bridge()
+
+
+@app.command()
+def browse(
+    url: Annotated[str, typer.Argument(help="An http(s) URL, opened in the sandbox's Chromium.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="text, markdown, html or links.")] = "text",
+    screenshot: Annotated[Path | None, typer.Option(help="Save a PNG screenshot here instead.")] = None,
+    full_page: Annotated[bool, typer.Option(help="With --screenshot: the whole page.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the page.")] = 30,
+) -> None:
+    """Open a page in the sandbox's headless browser; print its text, markdown, HTML or links."""
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        if screenshot is not None:
+            png = cr.browser_screenshot(url, full_page=full_page, timeout=timeout)
+            screenshot.write_bytes(png)
+            render.note(f"coderunner: saved a screenshot of {url} to {screenshot}")
+            return
+        page = cr.browser_content(url, format, timeout=timeout)
+    if format == "links":
+        for link in page["content"]:
+            print(f"{link['href']}\t{link['text']}")
+    else:
+        print(page["content"])
+
+
+skills_app = typer.Typer(no_args_is_help=True, help="Skills: instructions and scripts agents can use.")
+app.add_typer(skills_app, name="skills")
+
+
+@skills_app.command("ls")
+def skills_ls(as_json: JsonOpt = False) -> None:
+    """List the skills in the sandbox."""
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        rows = cr.skills()
+    render.table(rows, ["name", "source", "description"], as_json=as_json, empty="no skills")
+
+
+@skills_app.command("show")
+def skills_show(name: str, as_json: JsonOpt = False) -> None:
+    """A skill's instructions and files."""
+    from . import render
+    from .client import CodeRunner
+
+    with CodeRunner() as cr:
+        info = cr.skill(name)
+    if as_json:
+        render.emit_json(info)
+        return
+    print(f"{info['name']} ({info['source']}): {info['description']}\npath: {info['path']}\nfiles:")
+    for f in info["files"]:
+        print(f"  {f}")
+    print()
+    print(info["instructions"].rstrip())
+
+
 # -- sessions ---------------------------------------------------------------------------
 
 
@@ -323,7 +390,7 @@ def _user_errors(fn):
     return wrapper
 
 
-for _typer in (app, session_app, config_app):
+for _typer in (app, session_app, config_app, skills_app):
     for _cmd in _typer.registered_commands:
         _cmd.callback = _user_errors(_cmd.callback)
 

@@ -286,6 +286,23 @@ class CodeRunner(_Base):
     def restart(self, name_or_id: str) -> dict[str, Any]:
         return self._json("POST", f"/v1/sessions/{_q(name_or_id)}/restart")
 
+    def browser_content(self, url: str, format: str = "text", *, session: str | None = None,
+                        timeout: float | None = None) -> dict[str, Any]:
+        body = {"url": url, "format": format} | _present(session_id=session, timeout=timeout)
+        return self._json("POST", "/v1/browser/content", body)
+
+    def browser_screenshot(self, url: str, *, full_page: bool = False, width: int | None = None,
+                           height: int | None = None, timeout: float | None = None) -> bytes:
+        body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
+        with self._open("POST", "/v1/browser/screenshot", body) as resp:
+            return resp.read()
+
+    def skills(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/skills")["skills"]
+
+    def skill(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/skills/{_q(name)}")
+
     def upload(self, path: str, data: bytes) -> dict[str, Any]:
         with self._open("PUT", f"/v1/files/{_q(path, '/')}", raw=data) as resp:
             return json.loads(resp.read())
@@ -421,6 +438,23 @@ class AsyncCodeRunner(_Base):
     async def restart(self, name_or_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/sessions/{_q(name_or_id)}/restart")
 
+    async def browser_content(self, url: str, format: str = "text", *, session: str | None = None,
+                              timeout: float | None = None) -> dict[str, Any]:
+        body = {"url": url, "format": format} | _present(session_id=session, timeout=timeout)
+        return await self._json("POST", "/v1/browser/content", body)
+
+    async def browser_screenshot(self, url: str, *, full_page: bool = False, width: int | None = None,
+                                 height: int | None = None, timeout: float | None = None) -> bytes:
+        body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
+        async with self._open("POST", "/v1/browser/screenshot", body) as resp:
+            return await resp.aread()
+
+    async def skills(self) -> list[dict[str, Any]]:
+        return (await self._json("GET", "/v1/skills"))["skills"]
+
+    async def skill(self, name: str) -> dict[str, Any]:
+        return await self._json("GET", f"/v1/skills/{_q(name)}")
+
     async def upload(self, path: str, data: bytes) -> dict[str, Any]:
         async with self._open("PUT", f"/v1/files/{_q(path, '/')}", raw=data) as resp:
             return json.loads(await resp.aread())
@@ -458,6 +492,10 @@ class AsyncSession:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(SessionNotFound):
             await self.delete()
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _q(value: str, safe: str = "") -> str:

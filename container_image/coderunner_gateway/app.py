@@ -351,13 +351,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings) -> tuple[Any, Gateway]:
+    from . import mcp
+
     gw = Gateway(settings)
+    mcp_server = mcp.build(gw)
+    mcp_app = mcp_server.streamable_http_app()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await gw.startup()
         try:
-            yield
+            async with mcp_server.session_manager.run():
+                yield
         finally:
             await gw.close()
 
@@ -382,10 +387,11 @@ def create_app(settings: Settings) -> tuple[Any, Gateway]:
         Route("/v1/skills/{name}/files/{file:path}", gw.get_skill_file, methods=["GET"]),
         Route("/v1/files", gw.file, methods=["GET"]),
         Route("/v1/files/{path:path}", gw.file, methods=["GET", "PUT", "DELETE"]),
+        *mcp_app.routes,  # /mcp
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
     )
-    return AuthMiddleware(app, settings.token), gw
+    return mcp.HostOriginGuard(AuthMiddleware(app, settings.token)), gw

@@ -22,6 +22,7 @@ log = logging.getLogger("coderunner_gateway")
 
 FORMATS = ("text", "markdown", "html", "links")
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle", "commit")
+DEFAULT_VIEWPORT = {"width": 1280, "height": 720}
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         "--disable-default-apps", "--mute-audio"]
@@ -115,6 +116,7 @@ class Browser:
         self._pw: Any = None
         self._browser: Any = None
         self._contexts: dict[str, Any] = {}
+        self._idle: dict[str, list[Any]] = {}  # open pages to reuse: a new one costs ~120 ms
         self._lock = asyncio.Lock()
         self.launches = 0
 
@@ -141,6 +143,7 @@ class Browser:
             if self._pw is None:
                 self._pw = await async_playwright().start()
             self._contexts.clear()
+            self._idle.clear()
             args = ARGS + shlex.split(os.environ.get("CODERUNNER_CHROMIUM_ARGS", ""))
             try:
                 self._browser = await self._pw.chromium.launch(executable_path=self._executable(), args=args)
@@ -149,6 +152,9 @@ class Browser:
                                   "(install Debian's chromium, or pass --chromium PATH)") from exc
             self.launches += 1
             log.info("browser launched (%s)", self._browser.version)
+            ctx = await self._browser.new_context(viewport=DEFAULT_VIEWPORT)
+            self._contexts[""] = ctx
+            self._idle[""] = [await ctx.new_page()]  # the first request finds a page ready
             return self._browser
 
     async def _context(self, session_id: str | None) -> Any:
@@ -156,7 +162,7 @@ class Browser:
         key = session_id or ""
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = await browser.new_context(viewport={"width": 1280, "height": 720}, ignore_https_errors=False)
+            ctx = await browser.new_context(viewport=DEFAULT_VIEWPORT)
             self._contexts[key] = ctx
         return ctx
 
@@ -167,25 +173,39 @@ class Browser:
 
         for attempt in (0, 1):
             try:
-                ctx = await self._context(session_id)
-                page = await ctx.new_page()
+                page = await self._page(session_id)
+                await page.set_viewport_size(viewport or DEFAULT_VIEWPORT)
                 break
             except PlaywrightError:
                 if attempt:
                     raise
                 self._browser = None  # crashed between requests: relaunch once
-        if viewport:
-            await page.set_viewport_size(viewport)
         try:
             response = await page.goto(url, wait_until=wait_until, timeout=timeout * 1000)
         except PlaywrightTimeout as exc:
-            await page.close()
+            await _close_quietly(page)
             raise ApiError(f"{url} did not finish loading within {timeout:g}s", code="navigation_timeout",
                            status=504) from exc
         except PlaywrightError as exc:
             await _close_quietly(page)
             raise _net_error(url, str(exc)) from exc
         return page, response
+
+    async def _page(self, session_id: str | None) -> Any:
+        idle = self._idle.get(session_id or "")
+        while idle:
+            page = idle.pop()
+            if not page.is_closed():
+                return page
+        return await (await self._context(session_id)).new_page()
+
+    async def _release(self, page: Any, session_id: str | None) -> None:
+        """Keep a page that loaded fine for the next request; close the rest."""
+        idle = self._idle.setdefault(session_id or "", [])
+        if len(idle) < 2 and not page.is_closed() and self.running:
+            idle.append(page)
+        else:
+            await _close_quietly(page)
 
     async def navigate(self, url: str, session_id: str | None = None, wait_until: str = "load",
                        timeout: float = 30) -> dict[str, Any]:
@@ -194,7 +214,7 @@ class Browser:
             return {"status": response.status if response else None, "url": page.url,
                     "title": await page.title(), "content": await page.evaluate(TEXT_JS)}
         finally:
-            await _close_quietly(page)
+            await self._release(page, session_id)
 
     async def content(self, url: str, fmt: str = "text", session_id: str | None = None,
                       wait_until: str = "load", timeout: float = 30) -> dict[str, Any]:
@@ -211,7 +231,7 @@ class Browser:
             return {"status": response.status if response else None, "url": page.url, "title": await page.title(),
                     "format": fmt, "content": body}
         finally:
-            await _close_quietly(page)
+            await self._release(page, session_id)
 
     async def screenshot(self, url: str, full_page: bool = False, width: int = 1280, height: int = 720,
                          session_id: str | None = None, wait_until: str = "load", timeout: float = 30) -> bytes:
@@ -219,9 +239,10 @@ class Browser:
         try:
             return await page.screenshot(full_page=full_page, type="png")
         finally:
-            await _close_quietly(page)
+            await self._release(page, session_id)
 
     async def drop_context(self, session_id: str) -> None:
+        self._idle.pop(session_id, None)
         ctx = self._contexts.pop(session_id, None)
         if ctx is not None:
             await _close_quietly(ctx)

@@ -259,3 +259,41 @@ def test_auto_detect_picks_local_without_an_engine(tmp_path, monkeypatch):
 def test_up_refuses_a_second_runtime_while_one_runs(sandbox):
     r = cr(sandbox, "up", "--runtime", "docker", check=2)
     assert "a local sandbox is running" in r.stderr
+
+
+def test_browse_and_skills_from_the_cli(sandbox, tmp_path):
+    import shutil
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("chromium") is None:
+        import pytest
+        pytest.skip("no chromium")
+    (tmp_path / "index.html").write_text("<html><head><title>CLI page</title></head><body><h1>Hello CLI</h1>"
+                                         "<a href='/next'>next page</a></body></html>")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(tmp_path), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        assert "Hello CLI" in cr(sandbox, "browse", url, check=0).stdout
+        assert cr(sandbox, "browse", url, "--format", "markdown", check=0).stdout.startswith("# Hello CLI")
+        assert cr(sandbox, "browse", url, "--format", "links", check=0).stdout == f"{url}next\tnext page\n"
+        shot = tmp_path / "shot.png"
+        r = cr(sandbox, "browse", url, "--screenshot", str(shot), check=0)
+        assert shot.read_bytes()[:4] == b"\x89PNG" and str(shot) in r.stderr and r.stdout == ""
+        r = cr(sandbox, "browse", "file:///etc/passwd", check=65)
+        assert r.stderr.startswith("coderunner: only http and https URLs")
+    finally:
+        server.shutdown()
+    rows = json.loads(cr(sandbox, "skills", "ls", "--json", check=0).stdout)
+    assert {"pdf-text-replace", "image-crop-rotate"} <= {s["name"] for s in rows}
+    shown = cr(sandbox, "skills", "show", "pdf-text-replace", check=0).stdout
+    assert "scripts/replace_text.py" in shown and "--find" in shown
+    assert cr(sandbox, "skills", "show", "nope").returncode == 65
