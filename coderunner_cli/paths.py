@@ -40,6 +40,11 @@ def env_file() -> Path:
     return secrets_dir() / "sandbox.env"
 
 
+def skills_dir() -> Path:
+    """Your skills (folders with a SKILL.md, or .zip files), mounted read-only into the sandbox."""
+    return Path(os.environ.get("CODERUNNER_SKILLS") or home() / "skills")
+
+
 def log_file() -> Path:
     return home() / "gateway.log"
 

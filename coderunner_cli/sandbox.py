@@ -125,6 +125,7 @@ def up(opts: UpOptions, progress=None) -> UpResult:
     spec = ContainerSpec(
         name=NAME, image=opts.image, secrets_dir=paths.secrets_dir(), env_file=env_file, workspace=workspace,
         run_dir=paths.ensure_private_dir(paths.home() / "run"), cpus=opts.cpus, memory=opts.memory,
+        skills_dir=_mkdir(paths.skills_dir()),
         mounts=mounts, ssh_agent=ssh, network=opts.network,
     )
     say(f"starting the sandbox ({runtime.name})")
@@ -136,6 +137,11 @@ def up(opts: UpOptions, progress=None) -> UpResult:
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
     return UpResult(url, runtime.name, source, "started", runtime.isolation, warnings)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def wait_healthy(url: str, token: str | None, timeout: float, *, raise_: bool = True) -> bool:

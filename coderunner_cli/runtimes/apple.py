@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable, SandboxNotRunning
 from . import _proc
-from .base import GATEWAY_PORT, RUN_DIR, SANDBOX_WORKSPACE, SECRETS, ContainerSpec, Status, gateway_args
+from .base import GATEWAY_PORT, RUN_DIR, SANDBOX_WORKSPACE, SECRETS, USER_SKILLS, ContainerSpec, Status, gateway_args
 from .docker import free_port
 
 
@@ -97,6 +97,8 @@ class AppleRuntime:
         cmd = [self.binary, "run", "--detach", "--name", spec.name]
         cmd += ["--cpus", f"{int(spec.cpus or 4)}", "--memory", spec.memory or "4g"]
         cmd += ["--volume", f"{spec.secrets_dir}:{SECRETS}:ro"]
+        if spec.skills_dir is not None:
+            cmd += ["--volume", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         if spec.workspace is not None:
             cmd += ["--volume", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
         for m in spec.mounts:

@@ -13,11 +13,14 @@ SANDBOX_HOME = "/home/sandbox"
 SSH_SOCK = "/run/host-services/ssh-auth.sock"  # where Apple's --ssh puts it; we match it everywhere
 SECRETS = "/run/coderunner/secrets"  # the host's secrets dir, read-only: token, sandbox.env
 RUN_DIR = "/run/coderunner/run"      # with --no-network: the gateway's unix socket
+USER_SKILLS = "/run/coderunner/skills"  # the host's skills dir, read-only
 
 
 def gateway_args(spec: ContainerSpec, *, host: str) -> list[str]:
     """The gateway's command line inside an image-based sandbox."""
     args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, "--token-file", f"{SECRETS}/token"]
+    if spec.skills_dir is not None:
+        args += ["--user-skills-dir", USER_SKILLS]
     if spec.env_file is not None:
         args += ["--env-file", f"{SECRETS}/sandbox.env"]
     if spec.network:
@@ -59,6 +62,7 @@ class ContainerSpec:
     env_file: Path | None = None   # secrets_dir/sandbox.env when there is any environment
     workspace: Path | None = None
     run_dir: Path | None = None    # host dir the sandbox may write its ready file / socket to
+    skills_dir: Path | None = None  # the user's skills, mounted read-only
     cpus: float | None = None
     memory: str | None = None
     pids: int | None = None

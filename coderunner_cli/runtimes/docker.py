@@ -9,7 +9,17 @@ import socket
 
 from ..errors import CommandFailed, RuntimeUnavailable, SandboxNotRunning
 from . import _proc
-from .base import GATEWAY_PORT, RUN_DIR, SANDBOX_WORKSPACE, SECRETS, SSH_SOCK, ContainerSpec, Status, gateway_args
+from .base import (
+    GATEWAY_PORT,
+    RUN_DIR,
+    SANDBOX_WORKSPACE,
+    SECRETS,
+    SSH_SOCK,
+    USER_SKILLS,
+    ContainerSpec,
+    Status,
+    gateway_args,
+)
 
 
 class DockerRuntime:
@@ -65,6 +75,8 @@ class DockerRuntime:
         if spec.workspace is not None:
             cmd += ["-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
         cmd += ["-v", f"{spec.secrets_dir}:{SECRETS}:ro"]
+        if spec.skills_dir is not None:
+            cmd += ["-v", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         for m in spec.mounts:
             cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
         if spec.ssh_agent:

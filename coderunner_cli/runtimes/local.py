@@ -22,7 +22,17 @@ from pathlib import Path
 from .. import paths
 from ..errors import RuntimeUnavailable, SandboxNotRunning
 from . import _proc
-from .base import RUN_DIR, SANDBOX_HOME, SANDBOX_WORKSPACE, SECRETS, SSH_SOCK, ContainerSpec, Status, gateway_args
+from .base import (
+    RUN_DIR,
+    SANDBOX_HOME,
+    SANDBOX_WORKSPACE,
+    SECRETS,
+    SSH_SOCK,
+    USER_SKILLS,
+    ContainerSpec,
+    Status,
+    gateway_args,
+)
 
 SUPERVISOR = "coderunner-sandbox"  # $0 of the parent shell: how `ps` and we recognise it
 ETC_FILES = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "ssl", "ca-certificates",
@@ -119,6 +129,8 @@ class LocalRuntime:
             cmd += ["--ro-bind", path, path]
         cmd += ["--bind", str(workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR,
                 "--ro-bind", str(spec.secrets_dir), SECRETS]
+        if spec.skills_dir is not None:
+            cmd += ["--ro-bind", str(spec.skills_dir), USER_SKILLS]
         for m in spec.mounts:
             cmd += ["--ro-bind" if m.read_only else "--bind", m.source, m.target]
         if spec.ssh_agent:

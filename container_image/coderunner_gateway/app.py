@@ -43,7 +43,8 @@ class Gateway:
         from .skills import SkillStore, default_public_dir
 
         self.skills = SkillStore(Path(settings.skills_dir) if settings.skills_dir else default_public_dir(),
-                                 Path(settings.user_skills_dir) if settings.user_skills_dir else None)
+                                 Path(settings.user_skills_dir) if settings.user_skills_dir else None,
+                                 Path(settings.runtime_dir) / "skills")
         self.started = time.time()
         self._closed = False
         from .browser import Browser

@@ -81,16 +81,19 @@ def parse_skill_md(text: str) -> tuple[dict[str, Any], str]:
 
 
 class SkillStore:
-    def __init__(self, public_dir: Path | None, user_dir: Path | None) -> None:
+    """``unpack_dir`` receives the user dir's zips, so the user dir can be mounted read-only."""
+
+    def __init__(self, public_dir: Path | None, user_dir: Path | None, unpack_dir: Path | None = None) -> None:
         self.public_dir = public_dir
         self.user_dir = user_dir
+        self.unpack_dir = unpack_dir
 
     def scan(self) -> dict[str, Skill]:
         """Read the folders afresh (skills added to the user dir appear at once)."""
-        if self.user_dir is not None and self.user_dir.is_dir():
-            self._unpack_zips(self.user_dir)
+        if self.user_dir is not None and self.unpack_dir is not None and self.user_dir.is_dir():
+            self._unpack_zips(self.user_dir, self.unpack_dir)
         found: dict[str, Skill] = {}
-        for source, base in (("public", self.public_dir), ("user", self.user_dir)):
+        for source, base in (("public", self.public_dir), ("user", self.user_dir), ("user", self.unpack_dir)):
             if base is None or not base.is_dir():
                 continue
             for folder in sorted(base.iterdir()):
@@ -137,9 +140,9 @@ class SkillStore:
         return target
 
     @staticmethod
-    def _unpack_zips(base: Path) -> None:
+    def _unpack_zips(base: Path, into: Path) -> None:
         for archive in base.glob("*.zip"):
-            dest = base / archive.stem
+            dest = into / archive.stem
             marker = dest / ".unpacked-from-zip"
             if marker.exists() and marker.stat().st_mtime >= archive.stat().st_mtime:
                 continue

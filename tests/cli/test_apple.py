@@ -53,10 +53,11 @@ def test_up_exec_down_resume(tmp_path, version):
         assert run == [
             "run", "--detach", "--name", "coderunner", "--cpus", "2", "--memory", "2g",
             "--volume", f"{home}/secrets:/run/coderunner/secrets:ro",
+            "--volume", f"{home}/skills:/run/coderunner/skills:ro",
             "--volume", f"{home}/workspace:/workspace",
             "--publish", f"127.0.0.1:{port}:8222", "--init", "coderunner:latest",
             "coderunner-gateway", "--workspace", "/workspace", "--token-file", "/run/coderunner/secrets/token",
-            "--env-file", "/run/coderunner/secrets/sandbox.env", "--host", "0.0.0.0", "--port", "8222",
+            "--user-skills-dir", "/run/coderunner/skills", "--env-file", "/run/coderunner/secrets/sandbox.env", "--host", "0.0.0.0", "--port", "8222",
         ]
         assert not any("sk-test-123" in arg for c in calls for arg in c), "a secret reached a command line"
         status = json.loads(cr(env, "status", "--json", check=0).stdout)

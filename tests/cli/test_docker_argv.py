@@ -57,3 +57,10 @@ def test_credentials_are_read_only_and_only_existing(tmp_path):
     mounts = credential_mounts(tmp_path)
     assert mounts == [Mount(str(tmp_path / ".config/gh"), "/home/sandbox/.config/gh", True),
                       Mount(str(tmp_path / ".aws"), "/home/sandbox/.aws", True)]
+
+
+def test_user_skills_are_mounted_read_only():
+    argv = DockerRuntime("docker").run_argv(spec(skills_dir=Path("/h/state/skills")))
+    assert "/h/state/skills:/run/coderunner/skills:ro" in argv
+    i = argv.index("--user-skills-dir")
+    assert argv[i + 1] == "/run/coderunner/skills"

@@ -297,3 +297,13 @@ def test_browse_and_skills_from_the_cli(sandbox, tmp_path):
     shown = cr(sandbox, "skills", "show", "pdf-text-replace", check=0).stdout
     assert "scripts/replace_text.py" in shown and "--find" in shown
     assert cr(sandbox, "skills", "show", "nope").returncode == 65
+
+
+def test_user_skills_dir_is_mounted_read_only(sandbox):
+    skills = Path(sandbox["CODERUNNER_HOME"]) / "skills"
+    (skills / "my-skill").mkdir(parents=True)
+    (skills / "my-skill" / "SKILL.md").write_text("---\nname: my-skill\ndescription: mine\n---\nDo things.\n")
+    rows = json.loads(cr(sandbox, "skills", "ls", "--json", check=0).stdout)
+    assert {"name": "my-skill", "source": "user"}.items() <= next(r for r in rows if r["name"] == "my-skill").items()
+    r = cr(sandbox, "exec", "-c", "open('/run/coderunner/skills/my-skill/x', 'w')", check=1)
+    assert "Read-only file system" in r.stderr
