@@ -80,6 +80,31 @@ def up(
 
 
 @app.command()
+def build(
+    runtime: Annotated[str | None, typer.Option(help="apple, docker or podman (default: auto-detect).")] = None,
+    tag: Annotated[str, typer.Option("--tag", "-t", help="The image reference to build.")] = "coderunner:latest",
+    base_image: Annotated[str | None, typer.Option(help="A Debian-based base image with (or able to apt-install) Python >= 3.12.")] = None,
+    ca_cert: Annotated[list[Path] | None, typer.Option(help="An extra CA to trust (a TLS-intercepting proxy's), repeatable.")] = None,
+    build_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, e.g. WITH_AGENTS=claude,codex; repeatable.")] = None,
+    context: Annotated[Path | None, typer.Option(help="The build context (default: container_image/ of these sources).")] = None,
+) -> None:
+    """Build the sandbox image with the chosen runtime (progress on stderr)."""
+    from . import render, sandbox
+    from .errors import UsageError
+
+    args: dict[str, str] = {}
+    for item in build_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--build-arg {item!r}: expected KEY=VALUE")
+        args[key] = value
+    if base_image:
+        args["BASE_IMAGE"] = base_image
+    used = sandbox.build(runtime, tag, context, args, ca_cert or [])
+    render.note(f"coderunner: built {tag} with {used}")
+
+
+@app.command()
 def down(
     remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox (and the local workspace).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop.")] = 10,

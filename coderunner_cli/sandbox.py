@@ -17,7 +17,10 @@ from .errors import SandboxNotRunning, UsageError
 from .runtimes import ContainerSpec, Mount, Runtime, get, resolve
 from .runtimes.base import DEFAULT_IMAGE, credential_mounts
 
-NAME = "coderunner"
+
+def sandbox_name() -> str:
+    """The container's name: `coderunner`, or $CODERUNNER_NAME (one sandbox per state dir)."""
+    return os.environ.get("CODERUNNER_NAME") or "coderunner"
 
 
 @dataclass
@@ -96,11 +99,17 @@ def up(opts: UpOptions, progress=None) -> UpResult:
     say(f"preparing {runtime.name}")
     runtime.prepare(opts.timeout)
     if not runtime.has_image(opts.image):
-        say(f"pulling {opts.image}")
-        runtime.pull(opts.image)
-    st = runtime.status(NAME)
+        context = image_context()
+        if opts.image == DEFAULT_IMAGE and context is not None:
+            say(f"building {opts.image} (first time only; progress on stderr)")
+            runtime.build(opts.image, str(context), {})
+        else:
+            say(f"pulling {opts.image}")
+            runtime.pull(opts.image)
+    name = sandbox_name()
+    st = runtime.status(name)
     if st.state != "missing" and runtime.name != "local":
-        runtime.remove(NAME)  # a sandbox we have no token for: replace it
+        runtime.remove(name)  # a sandbox we have no token for: replace it
     token = secrets.token_urlsafe(32)
     paths.ensure_private_dir(paths.secrets_dir())
     paths.write_private(paths.token_file(), token + "\n")
@@ -123,20 +132,49 @@ def up(opts: UpOptions, progress=None) -> UpResult:
     workspace = opts.workspace or paths.workspace()
     workspace.mkdir(parents=True, exist_ok=True)
     spec = ContainerSpec(
-        name=NAME, image=opts.image, secrets_dir=paths.secrets_dir(), env_file=env_file, workspace=workspace,
+        name=name, image=opts.image, secrets_dir=paths.secrets_dir(), env_file=env_file, workspace=workspace,
         run_dir=paths.ensure_private_dir(paths.home() / "run"), cpus=opts.cpus, memory=opts.memory,
         skills_dir=_mkdir(paths.skills_dir()),
         mounts=mounts, ssh_agent=ssh, network=opts.network,
     )
     say(f"starting the sandbox ({runtime.name})")
     url = runtime.create(spec)
-    state.save(state.SandboxState(runtime=runtime.name, name=NAME, url=url, image=opts.image,
+    state.save(state.SandboxState(runtime=runtime.name, name=name, url=url, image=opts.image,
                                   created_at=time.time(),
                                   options={"network": opts.network, "ssh_agent": bool(ssh),
                                            "credentials": opts.with_credentials}))
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
     return UpResult(url, runtime.name, source, "started", runtime.isolation, warnings)
+
+
+def image_context() -> Path | None:
+    """The image's build context: $CODERUNNER_IMAGE_CONTEXT, or container_image/ of a source checkout."""
+    env = os.environ.get("CODERUNNER_IMAGE_CONTEXT")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "container_image"
+    return here if (here / "Dockerfile").is_file() else None
+
+
+def build(runtime_name: str | None, tag: str, context: Path | None, build_args: dict[str, str],
+          ca_certs: list[Path]) -> str:
+    import shutil
+
+    runtime, _ = resolve(runtime_name)
+    context = context or image_context()
+    if context is None or not (context / "Dockerfile").is_file():
+        raise UsageError("no build context: pass --context DIR (the container_image/ folder of coderunner's "
+                         "sources), or use a published image with `coderunner up --image REF`")
+    certs = context / "build" / "certs"
+    for cert in ca_certs:
+        if not cert.is_file():
+            raise UsageError(f"--ca-cert {cert}: no such file")
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, certs / (cert.stem + ".crt"))
+    runtime.prepare(600)
+    runtime.build(tag, str(context), build_args)
+    return runtime.name
 
 
 def _mkdir(path: Path) -> Path:

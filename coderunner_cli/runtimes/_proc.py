@@ -77,10 +77,12 @@ def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None
             raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
 
 
-def interactive(cmd: list[str], env: Mapping[str, str] | None = None) -> int:
-    """Run attached to the terminal (shell, agents); return its exit code."""
+def interactive(cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_to_stdout: bool = False) -> int:
+    """Run attached to the terminal (shell, agents, logs); return its exit code.
+    ``stderr_to_stdout``: for logs, which are data even when the tool writes them to stderr."""
     log.debug("interactive: %s", shlex.join(cmd))
     try:
-        return subprocess.call(cmd, env=dict(env) if env is not None else None)
+        return subprocess.call(cmd, env=dict(env) if env is not None else None,
+                               stderr=subprocess.STDOUT if stderr_to_stdout else None)
     except FileNotFoundError:
         raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None

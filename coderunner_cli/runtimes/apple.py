@@ -113,6 +113,12 @@ class AppleRuntime:
             cmd.append("--init")
         return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0")]
 
+    def build(self, tag: str, context: str, build_args: dict[str, str]) -> None:
+        cmd = [self.binary, "build", "-t", tag, "-f", f"{context}/Dockerfile"]
+        for key, value in build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        _proc.run([*cmd, context], timeout=7200, progress=True)
+
     def create(self, spec: ContainerSpec) -> str:
         if spec.network and not spec.host_port:
             spec.host_port = free_port()
@@ -150,7 +156,7 @@ class AppleRuntime:
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
         return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow) +
-                                 (["-n", str(tail)] if tail else []))
+                                 (["-n", str(tail)] if tail else []), stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         flags = ["-i", "-t"] if sys.stdin.isatty() else ["-i"]

@@ -13,7 +13,6 @@ from .base import (
     GATEWAY_PORT,
     RUN_DIR,
     SANDBOX_WORKSPACE,
-    SECRETS,
     SSH_SOCK,
     USER_SKILLS,
     ContainerSpec,
@@ -74,20 +73,58 @@ class DockerRuntime:
             cmd += ["--network", "none", "-v", f"{spec.run_dir}:{RUN_DIR}"]
         if spec.workspace is not None:
             cmd += ["-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
-        cmd += ["-v", f"{spec.secrets_dir}:{SECRETS}:ro"]
+        # secrets as environment taken from our own (names only in argv): a bind-mounted
+        # 0600 file would be unreadable by the image's non-root user
+        cmd += ["-e", "CODERUNNER_TOKEN"]
+        for key in self._env_names(spec):
+            cmd += ["-e", key]
+        if os.getuid() != 0:
+            cmd += ["--user", f"{os.getuid()}:{os.getgid()}"]  # workspace files stay yours
         if spec.skills_dir is not None:
             cmd += ["-v", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         for m in spec.mounts:
             cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
         if spec.ssh_agent:
             cmd += ["-v", f"{spec.ssh_agent}:{SSH_SOCK}", "-e", f"SSH_AUTH_SOCK={SSH_SOCK}"]
-        return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0")]
+        args = gateway_args(spec, host="0.0.0.0")
+        for flag in ("--token-file", "--env-file"):  # the environment carries them here
+            if flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        return [*cmd, spec.image, *args]
+
+    @staticmethod
+    def _env_names(spec: ContainerSpec) -> list[str]:
+        if spec.env_file is None or not spec.env_file.exists():
+            return []
+        from ..config import read_file
+
+        return list(read_file(spec.env_file))
+
+    def _run_env(self, spec: ContainerSpec) -> dict[str, str]:
+        from ..config import read_file
+
+        env = dict(os.environ)
+        env["CODERUNNER_TOKEN"] = (spec.secrets_dir / "token").read_text().strip()
+        if spec.env_file is not None and spec.env_file.exists():
+            env.update(read_file(spec.env_file))
+        return env
 
     def create(self, spec: ContainerSpec) -> str:
         if spec.network and not spec.host_port:
             spec.host_port = free_port()
-        _proc.run(self.run_argv(spec), timeout=300)
+        if os.getuid() == 0:  # the image's user must write the workspace (and the socket dir)
+            for path in (spec.workspace, None if spec.network else spec.run_dir):
+                if path is not None:
+                    _chown_tree(path, 1000, 1000)
+        _proc.run(self.run_argv(spec), timeout=300, env=self._run_env(spec))
         return self.url(spec.name)
+
+    def build(self, tag: str, context: str, build_args: dict[str, str]) -> None:
+        cmd = [self.binary, "build", "-t", tag, "-f", os.path.join(context, "Dockerfile")]
+        for key, value in build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        _proc.run([*cmd, context], timeout=7200, progress=True)
 
     def url(self, name: str) -> str:
         proc = _proc.run([self.binary, "inspect", "--type", "container", name])
@@ -116,14 +153,21 @@ class DockerRuntime:
         _proc.run([self.binary, "rm", "-f", name], check=False)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow,
-                                            tail=tail))
+        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow, tail=tail),
+                                 stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         import sys
 
         flags = ["-i", "-t"] if sys.stdin.isatty() else ["-i"]
         return _proc.interactive([self.binary, "exec", *flags, "-w", SANDBOX_WORKSPACE, name, *argv])
+
+
+def _chown_tree(root, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
 def free_port() -> int:

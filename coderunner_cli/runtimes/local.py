@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .. import paths
-from ..errors import RuntimeUnavailable, SandboxNotRunning
+from ..errors import RuntimeUnavailable, SandboxNotRunning, UsageError
 from . import _proc
 from .base import (
     RUN_DIR,
@@ -71,6 +71,9 @@ class LocalRuntime:
 
     def pull(self, image: str) -> None:
         return None
+
+    def build(self, tag: str, context: str, build_args: dict[str, str]) -> None:
+        raise UsageError("the local runtime uses no image: build one for docker, podman or apple (--runtime)")
 
     # -- lifecycle ---------------------------------------------------------------
     def status(self, name: str) -> Status:
