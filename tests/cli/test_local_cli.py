@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from tests.cli.conftest import cli_env, cr, needs_bwrap
-from tests.conftest import pid_alive
+from tests.conftest import descendants, pid_alive
 
 pytestmark = needs_bwrap
 
@@ -181,7 +181,7 @@ def test_down_stops_everything_and_up_starts_again(tmp_path):
     cr(env, "up", "--runtime", "local", check=0, timeout=180)
     sup = int((tmp_path / "state" / "coderunner.pid").read_text())
     cr(env, "exec", "-c", "open('keep.txt', 'w').write('kept')", check=0)
-    children = _descendants(sup)
+    children = descendants(sup)
     assert children
     cr(env, "down", check=0)
     assert cr(env, "status").returncode == 3
@@ -192,18 +192,6 @@ def test_down_stops_everything_and_up_starts_again(tmp_path):
     cr(env, "down", "--remove", check=0)
     assert not (tmp_path / "state" / "workspace").exists()
 
-
-def _descendants(root: int) -> list[int]:
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            kids = [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-        except OSError:
-            kids = []
-        found += kids
-        frontier += kids
-    return found
 
 
 def test_verbose_shows_runtime_commands(tmp_path):
@@ -230,7 +218,7 @@ def test_killing_the_supervisor_ends_the_whole_sandbox(tmp_path):
     cr(env, "up", "--runtime", "local", check=0, timeout=180)
     cr(env, "session", "new", check=0)  # a kernel too
     sup = int((tmp_path / "state" / "coderunner.pid").read_text())
-    inside = _descendants(sup)
+    inside = descendants(sup)
     assert len(inside) >= 4  # bwrap, bwrap (pid 1), gateway, kernels
     os.kill(sup, signal.SIGKILL)
     deadline = time.monotonic() + 10

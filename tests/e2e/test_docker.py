@@ -173,3 +173,24 @@ def test_healthcheck_reports_healthy(box):
         assert health in ("starting", None), f"HEALTHCHECK says {health}"
         assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
         time.sleep(1)
+
+
+def test_coderunner_build_uses_the_runtime(tmp_path):
+    base = subprocess.run(["docker", "inspect", "--format", "{{index .Config.Labels \"coderunner.base\"}}", IMAGE],
+                          capture_output=True, text=True).stdout.strip()
+    env = cli_env(tmp_path)
+    tag = f"coderunner:e2e-build-{uuid.uuid4().hex[:6]}"
+    args = ["build", "--runtime", "docker", "--tag", tag]
+    if base:
+        args += ["--base-image", base]
+    r = cr(env, *args, timeout=1800)
+    try:
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"built {tag} with docker" in r.stderr
+        same = subprocess.run(["docker", "run", "--rm", tag, "python3", "-c", "import coderunner_gateway; print('ok')"],
+                              capture_output=True, text=True)
+        assert same.stdout == "ok\n"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    r = cr(env, "build", "--runtime", "docker", "--build-arg", "NOEQUALS")
+    assert r.returncode == 2 and "KEY=VALUE" in r.stderr

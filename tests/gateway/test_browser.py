@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.conftest import pid_alive, start_gateway
+from tests.conftest import descendants, pid_alive, start_gateway
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 
@@ -180,7 +180,7 @@ def test_legacy_browser_routes(gw, site):
 
 def test_crashed_browser_is_relaunched(gw, site):
     assert post(gw, "/v1/browser/navigate", url=f"{site}/article").status_code == 200
-    chromes = [p for p in _descendants(gw.proc.pid) if b"--headless" in _cmdline(p) and b"--type=" not in _cmdline(p)]
+    chromes = [p for p in descendants(gw.proc.pid) if b"--headless" in _cmdline(p) and b"--type=" not in _cmdline(p)]
     assert chromes, "no browser process found"
     for p in chromes:
         os.kill(p, signal.SIGKILL)
@@ -200,15 +200,3 @@ def _cmdline(pid: int) -> bytes:
     except OSError:
         return b""
 
-
-def _descendants(root: int) -> list[int]:
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            kids = [int(k) for k in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-        except OSError:
-            kids = []
-        found += kids
-        frontier += kids
-    return found

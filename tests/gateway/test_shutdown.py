@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from tests.conftest import pid_alive, wait_warm
+from tests.conftest import descendants, pid_alive, wait_warm
 
 
 def test_sigterm_ends_everything(gateway_factory):
@@ -36,7 +36,7 @@ def test_sigterm_ends_everything(gateway_factory):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     pids += [int(p) for p in next(e for e in events if e["type"] == "stdout")["text"].split()]
-    children = _descendants(gw.proc.pid)
+    children = descendants(gw.proc.pid)
     assert set(pids) <= set(children)
 
     t0 = time.monotonic()
@@ -49,22 +49,3 @@ def test_sigterm_ends_everything(gateway_factory):
     alive = [p for p in children if pid_alive(p)]
     assert alive == [], f"processes outlived the gateway: {alive}"
 
-
-def _descendants(root: int) -> list[int]:
-    import os
-
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    found, frontier = [], [root]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p]
-        found += kids
-        frontier += kids
-    return found
