@@ -46,7 +46,8 @@ def test_up_exec_down_resume(tmp_path, version):
         calls = argv_log(env)
         # the system was started non-interactively, the image pulled, the sandbox run detached
         assert ["system", "start", "--enable-kernel-install"] in calls
-        assert ["image", "pull", "coderunner:latest"] in calls
+        context = str(ROOT / "container_image")  # a source checkout builds the default image
+        assert ["build", "-t", "coderunner:latest", "-f", f"{context}/Dockerfile", context] in calls
         run = next(c for c in calls if c[0] == "run")
         port = url.rsplit(":", 1)[1]
         home = tmp_path / "state"
@@ -94,7 +95,7 @@ def test_system_start_that_hangs_is_stopped_at_the_timeout(tmp_path):
 
 def test_pull_failure_is_one_clear_line(tmp_path):
     env = apple_env(tmp_path, "0.12.3", CONTAINER_DOUBLE_PULL_FAILS="1")
-    r = cr(env, "up", "--runtime", "apple", timeout=60)
+    r = cr(env, "up", "--runtime", "apple", "--image", "example/coderunner:1.0", timeout=60)
     assert r.returncode == 71
     assert r.stderr.startswith("coderunner: `container image pull") and "coderunner build" in r.stderr
 

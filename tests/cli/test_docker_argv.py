@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,21 +20,27 @@ def spec(**kw) -> ContainerSpec:
 
 
 @pytest.mark.parametrize("binary", ["docker", "podman"])
-def test_run_argv(binary):
-    s = spec(cpus=2, memory="4g", mounts=[Mount("/h/data", "/data", True)], ssh_agent="/tmp/ssh-XYZ/agent.1")
+def test_run_argv(binary, tmp_path):
+    (tmp_path / "token").write_text("tok\n")
+    (tmp_path / "sandbox.env").write_text("OPENAI_API_KEY='sk-secret'\n")
+    s = spec(cpus=2, memory="4g", mounts=[Mount("/h/data", "/data", True)], ssh_agent="/tmp/ssh-XYZ/agent.1",
+             secrets_dir=tmp_path, env_file=tmp_path / "sandbox.env")
     assert DockerRuntime(binary).run_argv(s) == [
         binary, "run", "-d", "--name", "coderunner", "--init", "--label", "coderunner=1", "--hostname", "coderunner",
         "--cpus", "2", "--memory", "4g", "--pids-limit", "1024", "--security-opt", "no-new-privileges",
         "-p", "127.0.0.1:43210:8222",
         "-v", "/h/state/workspace:/workspace",
-        "-v", "/h/state/secrets:/run/coderunner/secrets:ro",
+        "-e", "CODERUNNER_TOKEN", "-e", "OPENAI_API_KEY",  # names only: values via the client's env
+        *(["--user", f"{os.getuid()}:{os.getgid()}"] if os.getuid() else []),
         "-v", "/h/data:/data:ro",
         "-v", "/tmp/ssh-XYZ/agent.1:/run/host-services/ssh-auth.sock",
         "-e", "SSH_AUTH_SOCK=/run/host-services/ssh-auth.sock",
         "coderunner:latest", "coderunner-gateway", "--workspace", "/workspace",
-        "--token-file", "/run/coderunner/secrets/token", "--env-file", "/run/coderunner/secrets/sandbox.env",
         "--host", "0.0.0.0", "--port", "8222",
     ]
+    assert not any("sk-secret" in a for a in DockerRuntime(binary).run_argv(s))
+    env = DockerRuntime(binary)._run_env(s)
+    assert env["OPENAI_API_KEY"] == "sk-secret" and env["CODERUNNER_TOKEN"] == "tok"
 
 
 def test_no_network_uses_a_socket_and_no_port():

@@ -194,3 +194,39 @@ def test_coderunner_build_uses_the_runtime(tmp_path):
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
     r = cr(env, "build", "--runtime", "docker", "--build-arg", "NOEQUALS")
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr
+
+
+def test_offline_build_from_a_wheelhouse(tmp_path):
+    """With build/wheels/*.whl, pip installs from them alone: the build passes with no network."""
+    root = Path(__file__).resolve().parents[2]
+    context = tmp_path / "context"
+    shutil.copytree(root / "container_image", context, ignore=shutil.ignore_patterns("wheels", "__pycache__"))
+    wheels = context / "build" / "wheels"
+    wheels.mkdir()
+    deps = [line for line in (context / "requirements-image.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    import tomllib
+    deps += tomllib.loads((context / "pyproject.toml").read_text())["project"]["dependencies"]
+    python = subprocess.run(["docker", "run", "--rm", IMAGE, "python3", "-c",
+                             "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+                             "linux_x86_64") for a in ("--platform", p)]
+    subprocess.run([os.sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
+                    "--python-version", python, "--implementation", "cp", "--abi", f"cp{python}", *platforms,
+                    *deps, "setuptools", "wheel"], check=True, capture_output=True)
+    (wheels / f"run-{uuid.uuid4().hex}.txt").write_text("a new layer: the offline pip install really runs")
+    base = subprocess.run(["docker", "inspect", "--format", "{{index .Config.Labels \"coderunner.base\"}}", IMAGE],
+                          capture_output=True, text=True).stdout.strip() or "python:3.12-slim-bookworm"
+    tag = f"coderunner:offline-{uuid.uuid4().hex[:6]}"
+    r = subprocess.run(["docker", "build", "--network", "none", "-t", tag, "--build-arg", f"BASE_IMAGE={base}",
+                        str(context)], capture_output=True, text=True, timeout=1800)
+    try:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        assert "Looking in links: /tmp/wheels" in r.stdout
+        ok = subprocess.run(["docker", "run", "--rm", "--network", "none", tag, "python", "-c",
+                             "import coderunner_gateway, pandas, sklearn, duckdb; print('ok')"],
+                            capture_output=True, text=True)
+        assert ok.stdout == "ok\n"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
