@@ -203,7 +203,7 @@ class LocalRuntime:
                 if chunk:
                     out.write(chunk)
                     out.flush()
-                elif not self.status(name).state == "running":
+                elif self.status(name).state != "running":
                     return 0
                 else:
                     time.sleep(0.2)
@@ -240,13 +240,6 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            items = f.read().split(b"\0")
-    except OSError:
-        return {}
-    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
 
 
 def _is_sandbox(pid: int) -> bool:

@@ -59,10 +59,7 @@ class Gateway:
         if self._closed:
             return
         self._closed = True
-        from .scripts import _killpg
-
-        for pgid in list(self.scripts.running):
-            _killpg(pgid)
+        self.scripts.kill_all()
         await asyncio.gather(self.sessions.close(), self.browser.close(), return_exceptions=True)
 
     # -- execution ------------------------------------------------------------

@@ -83,9 +83,10 @@ class Collector:
         self.dropped[stream] += size
 
     def result(self) -> dict[str, Any]:
-        for stream, size in (self.done.get("dropped") or {}).items():  # cut at the source
-            self.dropped[stream] = self.dropped.get(stream, 0) + size
-        truncated = any(self.dropped.values())
+        dropped = dict(self.dropped)
+        for stream, size in (self.done.get("dropped") or {}).items():  # what a kernel cut at the source
+            dropped[stream] = dropped.get(stream, 0) + size
+        truncated = any(dropped.values())
         out: dict[str, Any] = {
             "session_id": self.start.get("session_id"),
             "status": self.done.get("status"),
@@ -99,11 +100,11 @@ class Collector:
         }
         messages = []
         if truncated:
-            out["dropped"] = dict(self.dropped)
+            out["dropped"] = dict(dropped)
             messages.append(
                 f"output exceeded the gateway's limit of {self.max_bytes} bytes; "
-                f"dropped {self.dropped['stdout']} bytes of stdout, {self.dropped['stderr']} of stderr "
-                f"and {self.dropped['outputs']} rich outputs (stream with Accept: application/x-ndjson to get everything)"
+                f"dropped {dropped['stdout']} bytes of stdout, {dropped['stderr']} of stderr "
+                f"and {dropped['outputs']} rich outputs (stream with Accept: application/x-ndjson to get everything)"
             )
         if self.done.get("message"):
             messages.append(self.done["message"])

@@ -106,6 +106,11 @@ class ScriptRunner:
         self.settings = settings
         self.running: set[int] = set()  # process group ids
 
+    def kill_all(self) -> None:
+        """End every running script's process group (shutdown)."""
+        for pgid in list(self.running):
+            _killpg(pgid)
+
     async def run(
         self,
         sink: Sink,
