@@ -151,8 +151,7 @@ def test_no_network_reaches_nothing(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    port = listener.getsockname()[1]
-    threading.Thread(target=lambda: listener.accept(), daemon=True).start()
+    port = listener.getsockname()[1]  # listening: a connection would be queued without accept()
     try:
         cr(env, "up", "--runtime", "local", "--no-network", check=0, timeout=180)
         assert json.loads(cr(env, "status", "--json", check=0).stdout)["url"].startswith("unix:")
