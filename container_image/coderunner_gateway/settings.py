@@ -44,23 +44,50 @@ class Settings:
 
 
 def read_env_file(path: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines (dotenv subset): ``#`` comments, optional ``export``, quotes.
+    r"""Dotenv ``KEY=VALUE`` lines, the contract ``coderunner_cli.config.parse`` writes and reads
+    (the gateway ships alone in the image, so it cannot import that; both are checked
+    against the same vectors, ``tests/fixtures/dotenv-vectors.json``):
 
-    The CLI writes these with ``coderunner_cli.config``, which parses the same
-    format; the gateway ships alone in the image, so it cannot import that."""
+    - lines end at ``\n`` (a ``\r`` before it is dropped); blank lines and ``#`` lines are skipped;
+    - ``[export ]KEY=VALUE``, KEY is ASCII ``[A-Za-z_][A-Za-z0-9_]*``, spaces and tabs around ``=`` ignored;
+    - a bare VALUE is the rest of the line without surrounding spaces and tabs, taken as it is;
+    - ``'...'`` is taken as it is; ``"..."`` has escapes ``\\ \" \' \$ \` \n \r \t \a \b \f \v``
+      (any other backslash stays); after the closing quote only spaces and a ``# comment``;
+    - no variable expansion, no value spanning lines; a NUL anywhere is refused.
+    """
+    import re
+
+    line_re = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*?)[ \t]*")
+    escapes = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f",
+               "v": "\v", "$": "$", "`": "`", "'": "'"}
     env: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("export "):
-                line = line[7:].lstrip()
-            key, sep, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if not sep or not key.replace("_", "").isalnum() or key[0].isdigit():
-                raise ValueError(f"{path}:{lineno}: expected KEY=VALUE")
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            env[key] = value
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if not line.strip(" \t") or line.lstrip(" \t").startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        m = line_re.fullmatch(line)
+        if m is None:
+            raise ValueError(f"{where}: expected KEY=VALUE")
+        key, value = m.groups()
+        if "\0" in value:
+            raise ValueError(f"{where}: a NUL character cannot be in a value")
+        if value[:1] in ("'", '"'):
+            quote, out, i = value[0], [], 1
+            while i < len(value) and value[i] != quote:
+                if quote == '"' and value[i] == "\\" and i + 1 < len(value):
+                    out.append(escapes.get(value[i + 1], value[i:i + 2]))
+                    i += 2
+                else:
+                    out.append(value[i])
+                    i += 1
+            if i >= len(value):
+                raise ValueError(f"{where}: the {quote} quote is not closed")
+            rest = value[i + 1:].lstrip(" \t")
+            if rest and not rest.startswith("#"):
+                raise ValueError(f"{where}: only a # comment may follow a quoted value")
+            value = "".join(out)
+        env[key] = value
     return env
