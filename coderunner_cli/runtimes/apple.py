@@ -1,28 +1,63 @@
 """``apple``: the gateway in a lightweight VM through Apple's ``container`` CLI (macOS, Apple silicon).
 
-Output shapes differ by version (read from apple/container's sources; the
-recorded outputs live in the tests' fixtures). Parsing is lenient: optional
-keys, any key order, new keys ignored.
+What differs by version (read from apple/container's sources at each tag; the
+recorded outputs live in the tests' fixtures, and the tests' double checks
+every option against the tables generated from those sources). Parsing is
+lenient: optional keys, any key order, new keys ignored.
 
-    inspect            >= 1.0: [0].status.state, [0].status.networks[0].ipv4Address
-                       0.8-0.12: [0].status (str), [0].networks[0].ipv4Address
-                       0.5-0.7:  [0].status (str), [0].networks[0].address
-    inspect, unknown   1.x exits 1 ("container not found"); 0.x prints []
-    system status      exit 0 when running (``--format json`` from 0.10)
+    run --init                 from 0.10.0 only (an unknown option, exit 64, before)
+    run -v FILE:DST            from 0.9 (virtiofs shared directories only before)
+    run --ssh                  guest socket /run/host-services/ssh-auth.sock (launchd's agent) up to
+                               0.11, /var/host-services/ssh-auth.sock (the caller's $SSH_AUTH_SOCK) from 0.12
+    inspect                    >= 1.0: [0].status.state, [0].status.networks[0].ipv4Address
+                               0.8-0.12: [0].status (str), [0].networks[0].ipv4Address
+                               0.5-0.7:  [0].status (str), [0].networks[0].address
+    publishedSockets hostPath  0.x: a file:// URL (percent-encoded); >= 1.0: a path
+    inspect, unknown           1.x exits 1 ("container not found"); 0.x prints []
+    system status              exit 0 once the API server is registered, kernel or not
+
+Identity: virtiofs shows shared files with the Mac user's uid, not the guest's.
+So the gateway runs as root in the VM (``--uid 0``) and gets its token and the
+sandbox's keys as ``--env NAME`` (values only in the environment of ``container
+run``, never in argv or in a mounted file); it runs every script and kernel as
+the Mac user's uid (``--isolation setid --code-uid``), so code can write the
+workspace and read mounted credentials, and what it writes stays the user's.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable, SandboxNotRunning
+from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable, SandboxNotRunning, UsageError
 from . import _proc
-from .base import GATEWAY_PORT, RUN_DIR, SANDBOX_WORKSPACE, SECRETS, USER_SKILLS, ContainerSpec, Status, gateway_args
-from .docker import free_port
+from ._net import free_port
+from .base import GATEWAY_PORT, SANDBOX_HOME, SANDBOX_WORKSPACE, USER_SKILLS, ContainerSpec, Status
+
+log = logging.getLogger("coderunner")
+
+GUEST_SOCKET = "/run/coderunner/gateway.sock"  # --no-network; the gateway creates its directory
+KERNEL_HINT = ("no Linux kernel is installed for `container` (a first `container system start` was interrupted "
+               "or declined): run `container system start --enable-kernel-install`, or `coderunner up` again "
+               "with a longer --timeout")
+
+
+def code_ids() -> tuple[int, int]:
+    """The uid/gid code runs as in the VM: the Mac user's, so shared files stay theirs (1000 for root)."""
+    return os.getuid() or 1000, os.getgid() or 1000
+
+
+def ssh_guest_path(version: tuple[int, ...]) -> str:
+    return "/run/host-services/ssh-auth.sock" if version < (0, 12) else "/var/host-services/ssh-auth.sock"
 
 
 class AppleRuntime:
@@ -49,15 +84,16 @@ class AppleRuntime:
     def prepare(self, timeout: float) -> None:
         if problem := self.problem():
             raise RuntimeUnavailable(problem)
-        if _proc.run([self.binary, "system", "status"], check=False, timeout=30).returncode == 0:
-            return
+        # Always: `system start` registers the API server before it installs the kernel, so a
+        # running system may have none (a first start interrupted); with a kernel it returns at once.
+        # stdin closed: the flag answers the kernel prompt.
         try:
-            # stdin closed: the first start asks to install a kernel; the flag answers yes
             _proc.run([self.binary, "system", "start", "--enable-kernel-install"], timeout=timeout)
         except RuntimeTimeout:
             raise RuntimeTimeout(
                 f"`container system start` did not finish within {timeout:g}s (the first start downloads a "
-                "Linux kernel): run it yourself to watch it, or retry with a longer --timeout") from None
+                "Linux kernel): run `container system start --enable-kernel-install` yourself to watch it, "
+                "or retry with a longer --timeout") from None
 
     def has_image(self, image: str) -> bool:
         proc = _proc.run([self.binary, "image", "list", "--format", "json"], check=False)
@@ -71,8 +107,8 @@ class AppleRuntime:
         return any(_image_name(i) in wanted for i in images if isinstance(i, dict))
 
     def pull(self, image: str) -> None:
-        _proc.run([self.binary, "image", "pull", image], timeout=3600, progress=True,
-                  hint="build it with `coderunner build` or pass --image")
+        _live([self.binary, "image", "pull", image], timeout=3600,
+              hint="build it with `coderunner build` or pass --image")
 
     def _inspect(self, name: str) -> dict[str, Any] | None:
         proc = _proc.run([self.binary, "inspect", name], check=False)
@@ -93,37 +129,71 @@ class AppleRuntime:
         state = _state(info)
         return Status("running" if state == "running" else "stopped", state)
 
+    def check(self, spec: ContainerSpec) -> None:
+        """Refuse what this version of `container` cannot do, before starting anything."""
+        if spec.cpus is not None and (spec.cpus < 1 or spec.cpus != int(spec.cpus)):
+            raise UsageError(f"--cpus {spec.cpus:g}: the apple runtime gives the VM whole CPUs: pass 1 or more")
+        version = self.version()
+        if version < (0, 9):
+            for m in spec.mounts:
+                if not Path(m.source).is_dir():
+                    raise UsageError(
+                        f"--mount {m.source}: container {'.'.join(map(str, version))} shares directories only "
+                        "(single files from 0.9): mount the folder that holds it, or upgrade `container`")
+
     def run_argv(self, spec: ContainerSpec) -> list[str]:
-        cmd = [self.binary, "run", "--detach", "--name", spec.name]
-        cmd += ["--cpus", f"{int(spec.cpus or 4)}", "--memory", spec.memory or "4g"]
-        cmd += ["--volume", f"{spec.secrets_dir}:{SECRETS}:ro"]
+        uid, gid = code_ids()
+        cmd = [self.binary, "run", "--detach", "--name", spec.name,
+               "--cpus", f"{int(spec.cpus or 4)}", "--memory", spec.memory or "4g",
+               "--uid", "0", "--gid", "0"]  # the gateway is root in the VM; code runs as --code-uid
         if spec.skills_dir is not None:
             cmd += ["--volume", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         if spec.workspace is not None:
             cmd += ["--volume", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
         for m in spec.mounts:
             cmd += ["--volume", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
+        # names only: `container run` takes the values from its environment (_run_env)
+        for key in ["CODERUNNER_TOKEN", *_env_names(spec)]:
+            cmd += ["--env", key]
         if spec.ssh_agent:
-            cmd.append("--ssh")  # >= 0.4: the agent at /run/host-services/ssh-auth.sock, SSH_AUTH_SOCK set
+            cmd.append("--ssh")  # Apple sets SSH_AUTH_SOCK to ssh_guest_path(version)
         if spec.network:
             cmd += ["--publish", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
         else:
-            cmd += ["--network", "none", "--publish-socket", f"{spec.run_dir}/gateway.sock:{RUN_DIR}/gateway.sock"]
-        if self.version() >= (0, 8):
+            cmd += ["--network", "none", "--publish-socket", f"{_host_socket(spec)}:{GUEST_SOCKET}"]
+        if self.version() >= (0, 10):
             cmd.append("--init")
-        return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0")]
+        args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, "--isolation", "setid",
+                "--code-uid", str(uid), "--code-gid", str(gid), "--base-home", SANDBOX_HOME]
+        if spec.skills_dir is not None:
+            args += ["--user-skills-dir", USER_SKILLS]
+        if spec.network:
+            args += ["--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
+        else:
+            args += ["--uds", GUEST_SOCKET]
+        return [*cmd, spec.image, *args]
 
     def build(self, tag: str, context: str, build_args: dict[str, str]) -> None:
-        cmd = [self.binary, "build", "-t", tag, "-f", f"{context}/Dockerfile"]
+        cmd = [self.binary, "build", "--tag", tag, "--file", f"{context}/Dockerfile"]
         for key, value in build_args.items():
             cmd += ["--build-arg", f"{key}={value}"]
-        _proc.run([*cmd, context], timeout=7200, progress=True)
+        _live([*cmd, context], timeout=7200)
 
     def create(self, spec: ContainerSpec) -> str:
+        self.check(spec)
         if spec.network and not spec.host_port:
             spec.host_port = free_port()
-        _proc.run(self.run_argv(spec), timeout=300,
-                  hint="is the container system running? `container system status`")
+        if not spec.network:
+            _host_socket(spec).unlink(missing_ok=True)  # left by a crash, it would make `run` refuse
+        if os.getuid() == 0 and spec.workspace is not None:
+            _chown_tree(spec.workspace, *code_ids())  # root on the host: code is uid 1000 in the VM
+        try:
+            _proc.run(self.run_argv(spec), timeout=300, env=_run_env(spec),
+                      hint="is the container system running? `container system status`")
+        except CommandFailed as exc:
+            if "kernel not configured" in exc.stderr.lower():
+                raise RuntimeUnavailable(KERNEL_HINT) from None
+            raise
         return self.url(spec.name)
 
     def url(self, name: str) -> str:
@@ -135,21 +205,26 @@ class AppleRuntime:
             if port.get("containerPort") == GATEWAY_PORT and port.get("hostPort"):
                 return f"http://{port.get('hostAddress') or '127.0.0.1'}:{port['hostPort']}"
         for sock in config.get("publishedSockets") or []:
-            path = sock.get("hostPath") or sock.get("source")
-            if path:
+            if path := _path(sock.get("hostPath") or sock.get("source")):
                 return f"unix:{path}"
         if ip := _ip(info):
             return f"http://{ip}:{GATEWAY_PORT}"
         raise SandboxNotRunning(f"container {name} has no address yet: see `coderunner logs`")
 
     def resume(self, name: str) -> str:
+        info = self._inspect(name) or {}
+        for sock in (info.get("configuration") or {}).get("publishedSockets") or []:
+            if path := _path(sock.get("hostPath")):
+                Path(path).unlink(missing_ok=True)  # stale after a crash
         _proc.run([self.binary, "start", name], timeout=120)
         return self.url(name)
 
     def stop(self, name: str, timeout: float) -> None:
-        proc = _proc.run([self.binary, "stop", name], check=False, timeout=timeout + 30)
+        seconds = str(max(0, round(timeout)))  # `--time` is whole seconds
+        cmd = [self.binary, "stop", "--time", seconds, name]
+        proc = _proc.run(cmd, check=False, timeout=timeout + 30)
         if proc.returncode != 0 and "not found" not in (proc.stderr or "").lower():
-            raise CommandFailed([self.binary, "stop", name], proc.returncode, proc.stderr or "")
+            raise CommandFailed(cmd, proc.returncode, proc.stderr or "")
 
     def remove(self, name: str) -> None:
         _proc.run([self.binary, "delete", "--force", name], check=False)
@@ -159,8 +234,68 @@ class AppleRuntime:
                                  (["-n", str(tail)] if tail else []), stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
-        flags = ["-i", "-t"] if sys.stdin.isatty() else ["-i"]
-        return _proc.interactive([self.binary, "exec", *flags, name, *argv])
+        uid, gid = code_ids()  # as the code runs: not root, in the workspace
+        flags = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
+        return _proc.interactive([self.binary, "exec", *flags, "--uid", str(uid), "--gid", str(gid),
+                                  "--workdir", SANDBOX_WORKSPACE, "--env", f"HOME={SANDBOX_HOME}", name, *argv])
+
+
+def _host_socket(spec: ContainerSpec) -> Path:
+    if spec.run_dir is None:
+        raise UsageError("--no-network needs a directory for the gateway's socket")
+    return Path(spec.run_dir) / "gateway.sock"
+
+
+def _env_names(spec: ContainerSpec) -> list[str]:
+    if spec.env_file is None or not spec.env_file.exists():
+        return []
+    from ..config import read_file
+
+    return list(read_file(spec.env_file))
+
+
+def _run_env(spec: ContainerSpec) -> dict[str, str]:
+    """The environment of `container run`: where `--env NAME` takes its values from."""
+    from ..config import read_file
+
+    env = dict(os.environ)
+    env["CODERUNNER_TOKEN"] = (spec.secrets_dir / "token").read_text().strip()
+    if spec.env_file is not None and spec.env_file.exists():
+        env.update(read_file(spec.env_file))
+    if spec.ssh_agent:
+        env["SSH_AUTH_SOCK"] = spec.ssh_agent  # from 0.12 `--ssh` forwards the caller's agent
+    return env
+
+
+def _live(cmd: list[str], *, timeout: float, hint: str = "") -> None:
+    """Pull and build: the tool's progress (its stderr, and its stdout) goes to our stderr
+    as it comes, drawn by the tool itself when that is a terminal."""
+    log.debug("run: %s", shlex.join(cmd))
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=None, timeout=timeout)
+    except FileNotFoundError:
+        raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeTimeout(f"`{shlex.join(cmd[:3])}` did not finish within {timeout:g}s") from None
+    if proc.returncode != 0:
+        raise CommandFailed(cmd, proc.returncode, "its output is above", hint)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def _path(value: Any) -> str | None:
+    """A published socket's path: a plain path (>= 1.0) or a file:// URL (0.x)."""
+    if not value:
+        return None
+    text = str(value)
+    if text.startswith("file:"):
+        return unquote(urlparse(text).path)
+    return text
 
 
 def _state(info: dict[str, Any]) -> str:
