@@ -16,13 +16,16 @@ import typer
 from . import __version__
 from .errors import CoderunnerError
 
+# Help is click's plain text: no colour or bold codes (NO_COLOR holds), at most 80 columns, no rich import.
+PLAIN = {"rich_markup_mode": None}
 app = typer.Typer(
     name="coderunner", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Sandboxed code execution on your own machine.",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"]}, **PLAIN,
 )
-session_app = typer.Typer(no_args_is_help=True, help="Persistent sessions (a kernel each).")
-config_app = typer.Typer(no_args_is_help=True, help="~/.coderunner.config: KEY=VALUE passed into the sandbox.")
+session_app = typer.Typer(no_args_is_help=True, help="Persistent sessions (a kernel each).", **PLAIN)
+config_app = typer.Typer(no_args_is_help=True, help="~/.coderunner.config: KEY=VALUE passed into the sandbox.",
+                         **PLAIN)
 app.add_typer(session_app, name="session")
 app.add_typer(config_app, name="config")
 
@@ -52,29 +55,43 @@ def root(
 
 @app.command()
 def up(
+    ctx: typer.Context,
     runtime: Annotated[str | None, typer.Option(help="apple, docker, podman or local (default: auto-detect).")] = None,
     image: Annotated[str, typer.Option(help="Image to run (container runtimes).")] = "coderunner:latest",
     cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")] = None,
-    with_ssh_agent: Annotated[bool, typer.Option(help="Forward your SSH agent into the sandbox.")] = False,
+    with_ssh_agent: Annotated[bool, typer.Option(
+        "--with-ssh-agent/--without-ssh-agent", help="Forward your SSH agent into the sandbox.")] = False,
     with_credentials: Annotated[bool, typer.Option(
+        "--with-credentials/--without-credentials",
         help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.")] = False,
     env_file: Annotated[list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")] = None,
     mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro], repeatable.")] = None,
-    no_network: Annotated[bool, typer.Option("--no-network", help="No network inside the sandbox.")] = False,
+    network: Annotated[bool, typer.Option("--network/--no-network", help="Network inside the sandbox.")] = True,
+    recreate: Annotated[bool, typer.Option(
+        "--recreate", help="Recreate a running sandbox even if that ends its sessions (the workspace is kept).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to get ready.")] = 600,
 ) -> None:
-    """Start the sandbox (or resume it) and print its URL."""
+    """Start the sandbox (or resume it) and print its URL.
+
+    Options you give that differ from the running sandbox's recreate it (the
+    workspace is kept); options you leave out keep what it was started with."""
     from . import render, sandbox
 
     console = render.stderr_console()
+    names = {"image": "image", "cpus": "cpus", "memory": "memory", "with_ssh_agent": "with_ssh_agent",
+             "with_credentials": "with_credentials", "env_file": "env_files", "mount": "mounts", "network": "network"}
+    given = {field for param, field in names.items()
+             if (src := ctx.get_parameter_source(param)) is not None and src.name != "DEFAULT"}
     opts = sandbox.UpOptions(runtime=runtime, image=image, cpus=cpus, memory=memory, with_ssh_agent=with_ssh_agent,
                              with_credentials=with_credentials, env_files=env_file or [], mounts=mount or [],
-                             network=not no_network, timeout=timeout)
+                             network=network, timeout=timeout, recreate=recreate, given=given)
     with console.status("starting") as spinner:
         result = sandbox.up(opts, progress=lambda msg: spinner.update(msg))
     for w in result.warnings:
         render.note(f"coderunner: warning: {w}")
+    for n in result.notes:
+        render.note(f"coderunner: {n}")
     render.note(f"coderunner: sandbox {result.action} ({result.runtime}, {result.source}; {result.isolation})")
     print(result.url)
 
@@ -106,13 +123,13 @@ def build(
 
 @app.command()
 def down(
-    remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox (and the local workspace).")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox and its secrets (and the local workspace).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop.")] = 10,
 ) -> None:
     """Stop the sandbox gracefully."""
     from . import render, sandbox
 
-    render.note(f"coderunner: sandbox {sandbox.down(remove, timeout)}")
+    render.note(f"coderunner: {sandbox.down(remove, timeout)}")
 
 
 @app.command()
@@ -196,6 +213,9 @@ def mcp() -> None:
     run_bridge()
 
 
+BROWSE_FORMATS = ("text", "markdown", "html", "links")
+
+
 @app.command()
 def browse(
     url: Annotated[str, typer.Argument(help="An http(s) URL, opened in the sandbox's Chromium.")],
@@ -207,6 +227,12 @@ def browse(
     """Open a page in the sandbox's headless browser; print its text, markdown, HTML or links."""
     from . import render
     from .client import CodeRunner
+    from .commands.exec_ import check_timeout
+    from .errors import UsageError
+
+    if format not in BROWSE_FORMATS:
+        raise UsageError(f"--format {format!r}: use one of {', '.join(BROWSE_FORMATS)}")
+    check_timeout(timeout)
 
     with CodeRunner() as cr:
         if screenshot is not None:
@@ -222,7 +248,7 @@ def browse(
         print(page["content"])
 
 
-skills_app = typer.Typer(no_args_is_help=True, help="Skills: instructions and scripts agents can use.")
+skills_app = typer.Typer(no_args_is_help=True, help="Skills: instructions and scripts agents can use.", **PLAIN)
 app.add_typer(skills_app, name="skills")
 
 
@@ -267,7 +293,11 @@ def session_new(
     """Create a session."""
     from . import render
     from .client import CodeRunner
+    from .commands.exec_ import check_lang, check_session_name
 
+    check_lang(lang)
+    if name is not None:
+        check_session_name(name)
     with CodeRunner() as cr:
         info = cr.session(name, lang).info
     if as_json:
@@ -291,7 +321,9 @@ def session_ls(as_json: JsonOpt = False) -> None:
 def _session_action(action: str, name: str) -> None:
     from . import render
     from .client import CodeRunner
+    from .commands.exec_ import check_session_name
 
+    check_session_name(name)
     with CodeRunner() as cr:
         getattr(cr, action)(name)
     render.note(f"coderunner: session {name}: {action.replace('_session', '')} done")
@@ -409,10 +441,40 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CoderunnerError as exc:
-            print(f"coderunner: {exc.message}", file=sys.stderr)
+            print(f"coderunner: {cli_words(exc.message)}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `coderunner exec ... | head`: end quietly, as python does
+            _stdout_to_devnull()
+            raise typer.Exit(141) from None
 
     return wrapper
+
+
+def _stdout_to_devnull() -> None:
+    """The reader is gone: later writes and the flush at exit must not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (CliRunner)
+        pass
+
+
+# what the gateway tells HTTP clients, said as the CLI's commands and options
+_HTTP_TO_CLI = (
+    ("GET /v1/sessions", "`coderunner session ls`"), ("POST /v1/sessions", "`coderunner session new`"),
+    ("GET /v1/skills", "`coderunner skills ls`"),
+)
+
+
+def cli_words(message: str) -> str:
+    import re
+
+    for route, command in _HTTP_TO_CLI:
+        message = message.replace(route, command)
+    message = re.sub(r"field 'code'", "the code", message)
+    return re.sub(r"field '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 for _typer in (app, session_app, config_app, skills_app):
@@ -430,7 +492,7 @@ def main() -> None:
         print("coderunner: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # `coderunner exec ... | head`
-        sys.stderr.close()
+        _stdout_to_devnull()
         sys.exit(141)
     except Exception as exc:
         # click's exceptions (vendored as typer._click in typer >= 0.28): duck-typed

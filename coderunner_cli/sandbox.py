@@ -5,6 +5,7 @@ Functions return plain dataclasses; the commands render them.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -36,6 +37,8 @@ class UpOptions:
     network: bool = True
     timeout: float = 600
     workspace: Path | None = None
+    recreate: bool = False          # recreate a running sandbox even when that ends live sessions
+    given: set[str] | None = None   # the fields the user gave; the others keep what the sandbox has (None: all given)
 
 
 @dataclass
@@ -43,9 +46,10 @@ class UpResult:
     url: str
     runtime: str
     source: str
-    action: str          # started | resumed | already running
+    action: str          # started | resumed | already running | recreated
     isolation: str
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,79 +77,178 @@ def sandbox_env(env_files: list[Path]) -> dict[str, str]:
     return env
 
 
-def up(opts: UpOptions, progress=None) -> UpResult:
-    say = progress or (lambda _msg: None)
-    current = state.load()
-    if current is not None and opts.runtime in (None, current.runtime):
-        runtime = get(current.runtime)
-        st = runtime.status(current.name)
-        if st.state == "running" and wait_healthy(current.url, current.token, 5, raise_=False):
-            return UpResult(current.url, runtime.name, "state", "already running", runtime.isolation)
-        if st.state == "stopped" and current.runtime != "local":
-            say(f"resuming the {runtime.name} sandbox")
-            url = runtime.resume(current.name)
-            current.url = url
-            state.save(current)
-            wait_healthy(url, current.token, 120)
-            return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
-    if current is not None and opts.runtime not in (None, current.runtime) \
-            and get(current.runtime).status(current.name).state == "running":
-        raise UsageError(f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
-                         f"before starting one with --runtime {opts.runtime}")
-    runtime, source = (get(current.runtime), "state") if current and opts.runtime is None else resolve(opts.runtime)
-    warnings = []
-    if runtime.name == "local" and (opts.cpus or opts.memory):
-        warnings.append("the local runtime cannot enforce --cpus/--memory (no cgroups); use docker, podman or apple")
-    say(f"preparing {runtime.name}")
-    runtime.prepare(opts.timeout)
-    if not runtime.has_image(opts.image):
-        context = image_context()
-        if opts.image == DEFAULT_IMAGE and context is not None:
-            say(f"building {opts.image} (first time only; progress on stderr)")
-            runtime.build(opts.image, str(context), {})
-        else:
-            say(f"pulling {opts.image}")
-            runtime.pull(opts.image)
-    name = sandbox_name()
-    st = runtime.status(name)
-    if st.state != "missing" and runtime.name != "local":
-        runtime.remove(name)  # a sandbox we have no token for: replace it
-    token = secrets.token_urlsafe(32)
-    paths.ensure_private_dir(paths.secrets_dir())
-    paths.write_private(paths.token_file(), token + "\n")
-    env = sandbox_env(opts.env_files)
-    env_file = None
-    if env:
-        paths.write_private(paths.env_file(), config.dumps(env))
-        env_file = paths.env_file()
-    else:
-        paths.env_file().unlink(missing_ok=True)
-    mounts = [Mount.parse(m) for m in opts.mounts]
-    if opts.with_credentials:
-        mounts += credential_mounts(Path.home())
+# what `up` compares, and the flag a user would change it with
+OPTION_FLAGS = {
+    "image": "--image", "cpus": "--cpus", "memory": "--memory", "network": "--network/--no-network",
+    "ssh_agent": "--with-ssh-agent", "credentials": "--with-credentials", "mounts": "--mount",
+    "env_files": "--env-file", "env": "the environment (config or --env-file contents)",
+    "credentials_set": "the credential dirs present", "workspace": "the workspace dir",
+}
+
+
+@dataclass
+class _Wanted:
+    """What the sandbox is to be started with, and its record for the state file."""
+    image: str
+    cpus: float | None
+    memory: str | None
+    network: bool
+    ssh_agent: str | None
+    mounts: list[Mount]
+    env: dict[str, str]
+    workspace: Path
+    record: dict[str, Any]
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _wanted(opts: UpOptions, old: dict[str, Any] | None) -> _Wanted:
+    """Options the user gave win; those not given keep what the running sandbox was started with."""
+    def pick(name: str, key: str, value: Any) -> Any:
+        if old is not None and key in old and opts.given is not None and name not in opts.given:
+            return old[key]
+        return value
+
+    image = pick("image", "image", opts.image)
+    cpus = pick("cpus", "cpus", opts.cpus)
+    memory = pick("memory", "memory", opts.memory)
+    network = pick("network", "network", opts.network)
+    with_ssh = pick("with_ssh_agent", "ssh_agent", opts.with_ssh_agent)
+    with_creds = pick("with_credentials", "credentials", opts.with_credentials)
+    mounts = [Mount.parse(m) for m in pick("mounts", "mounts", opts.mounts)]
+    env_files = pick("env_files", "env_files", [str(Path(p).absolute()) for p in opts.env_files])
+    env = sandbox_env([Path(p) for p in env_files])
+    creds = credential_mounts(Path.home()) if with_creds else []
     ssh = None
-    if opts.with_ssh_agent:
+    if with_ssh:
         ssh = os.environ.get("SSH_AUTH_SOCK")
         if not ssh or not os.path.exists(ssh):
             raise UsageError("--with-ssh-agent: no SSH agent is running here (SSH_AUTH_SOCK is not set): "
                              "start one with `eval $(ssh-agent)` and `ssh-add`")
     workspace = opts.workspace or paths.workspace()
-    workspace.mkdir(parents=True, exist_ok=True)
+    record = {
+        "image": image, "cpus": cpus, "memory": memory, "network": network, "ssh_agent": bool(with_ssh),
+        "credentials": bool(with_creds),
+        "mounts": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in mounts],
+        "env_files": env_files, "env": _digest(env) if env else None,
+        "credentials_set": _digest([m.source for m in creds]) if with_creds else None,
+        "workspace": str(workspace),
+    }
+    return _Wanted(image, cpus, memory, network, ssh, mounts + creds, env, workspace, record)
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    if "env" not in old:  # started by an older coderunner: nothing recorded to compare
+        return []
+    return [key for key in new if old.get(key) != new[key]]
+
+
+def _end(runtime: Runtime, name: str, timeout: float) -> None:
+    """End a sandbox for good, keeping its workspace."""
+    runtime.stop(name, timeout)
+    if runtime.name != "local":  # LocalRuntime.remove deletes the workspace; its stop ends the whole tree
+        runtime.remove(name)
+
+
+def up(opts: UpOptions, progress=None) -> UpResult:
+    say = progress or (lambda _msg: None)
+    with state.lock(opts.timeout, say):
+        return _up(opts, say)
+
+
+def _up(opts: UpOptions, say) -> UpResult:
+    current = state.load()
+    same_runtime = current is not None and opts.runtime in (None, current.runtime)
+    wanted = _wanted(opts, current.options if same_runtime else None)
+    notes: list[str] = []
+    action = "started"
+    if current is not None and same_runtime:
+        runtime = get(current.runtime)
+        st = runtime.status(current.name)
+        changes = _changes(current.options, wanted.record)
+        what = ", ".join(OPTION_FLAGS[c] for c in changes)
+        if st.state == "running":
+            if wait_healthy(current.url, current.token, 5, raise_=False):
+                if not changes and not opts.recreate:
+                    return UpResult(current.url, runtime.name, "state", "already running", runtime.isolation)
+                live = _live_sessions(current)
+                if live and not opts.recreate:
+                    raise UsageError(
+                        f"the sandbox has {live} live session{'s' if live > 1 else ''} that recreating it "
+                        f"for {what} would end: add --recreate to recreate it anyway (the workspace is kept)")
+                say("ending the sandbox to recreate it")
+                notes.append(f"recreating the sandbox for {what or '--recreate'} (the workspace is kept)")
+                action = "recreated"
+            else:
+                say("ending the sandbox that does not answer")
+                notes.append("the sandbox did not answer: ended it and started a new one (the workspace is kept)")
+                action = "restarted"
+            _end(runtime, current.name, 10)
+        elif st.state == "stopped" and current.runtime != "local":
+            if not changes and not opts.recreate:
+                say(f"resuming the {runtime.name} sandbox")
+                url = runtime.resume(current.name)
+                current.url = url
+                state.save(current)
+                wait_healthy(url, current.token, 120)
+                return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
+            notes.append(f"recreating the stopped sandbox for {what or '--recreate'} (the workspace is kept)")
+            action = "recreated"
+    if current is not None and not same_runtime \
+            and get(current.runtime).status(current.name).state == "running":
+        raise UsageError(f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
+                         f"before starting one with --runtime {opts.runtime}")
+    runtime, source = (get(current.runtime), "state") if current and opts.runtime is None else resolve(opts.runtime)
+    warnings = []
+    if runtime.name == "local" and (wanted.cpus or wanted.memory):
+        warnings.append("the local runtime cannot enforce --cpus/--memory (no cgroups); use docker, podman or apple")
+    say(f"preparing {runtime.name}")
+    runtime.prepare(opts.timeout)
+    if not runtime.has_image(wanted.image):
+        context = image_context()
+        if wanted.image == DEFAULT_IMAGE and context is not None:
+            say(f"building {wanted.image} (first time only; progress on stderr)")
+            runtime.build(wanted.image, str(context), {})
+        else:
+            say(f"pulling {wanted.image}")
+            runtime.pull(wanted.image)
+    name = sandbox_name()
+    if runtime.status(name).state != "missing":
+        _end(runtime, name, 10)  # a sandbox we have no token for, or a stopped one: replace it
+    token = secrets.token_urlsafe(32)
+    paths.ensure_private_dir(paths.secrets_dir())
+    paths.write_private(paths.token_file(), token + "\n")
+    env_file = None
+    if wanted.env:
+        paths.write_private(paths.env_file(), config.dumps(wanted.env))
+        env_file = paths.env_file()
+    else:
+        paths.env_file().unlink(missing_ok=True)
+    wanted.workspace.mkdir(parents=True, exist_ok=True)
     spec = ContainerSpec(
-        name=name, image=opts.image, secrets_dir=paths.secrets_dir(), env_file=env_file, workspace=workspace,
-        run_dir=paths.ensure_private_dir(paths.home() / "run"), cpus=opts.cpus, memory=opts.memory,
-        skills_dir=_mkdir(paths.skills_dir()),
-        mounts=mounts, ssh_agent=ssh, network=opts.network,
+        name=name, image=wanted.image, secrets_dir=paths.secrets_dir(), env_file=env_file,
+        workspace=wanted.workspace, run_dir=paths.ensure_private_dir(paths.home() / "run"), cpus=wanted.cpus,
+        memory=wanted.memory, skills_dir=_mkdir(paths.skills_dir()),
+        mounts=wanted.mounts, ssh_agent=wanted.ssh_agent, network=wanted.network,
     )
     say(f"starting the sandbox ({runtime.name})")
     url = runtime.create(spec)
-    state.save(state.SandboxState(runtime=runtime.name, name=name, url=url, image=opts.image,
-                                  created_at=time.time(),
-                                  options={"network": opts.network, "ssh_agent": bool(ssh),
-                                           "credentials": opts.with_credentials}))
+    state.save(state.SandboxState(runtime=runtime.name, name=name, url=url, image=wanted.image,
+                                  created_at=time.time(), options=wanted.record))
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
-    return UpResult(url, runtime.name, source, "started", runtime.isolation, warnings)
+    return UpResult(url, runtime.name, source, action, runtime.isolation, warnings, notes)
+
+
+def _live_sessions(current: state.SandboxState) -> int:
+    from .client import CodeRunner
+
+    with CodeRunner(current.url, current.token, timeout=5) as cr:
+        return len(cr.sessions())
 
 
 def image_context() -> Path | None:
@@ -204,16 +307,22 @@ def wait_healthy(url: str, token: str | None, timeout: float, *, raise_: bool = 
 
 
 def down(remove: bool = False, timeout: float = 10) -> str:
-    current = state.load()
-    if current is None:
-        raise SandboxNotRunning("there is no sandbox to stop")
-    runtime = get(current.runtime)
-    runtime.stop(current.name, timeout)
-    if remove:
-        runtime.remove(current.name)
-        state.clear()
-        return "removed"
-    return "stopped"
+    """Stop the sandbox (and with ``remove`` delete it and its secrets); what happened, for the user."""
+    with state.lock(timeout + 60):
+        current = state.load()
+        if current is None:
+            if remove:
+                state.clear()  # secrets a crashed `up` may have left
+            return "no sandbox is running: nothing to stop"
+        runtime = get(current.runtime)
+        running = runtime.status(current.name).state == "running"
+        if running:
+            runtime.stop(current.name, timeout)
+        if remove:
+            runtime.remove(current.name)
+            state.clear()
+            return "sandbox removed (with its secrets)"
+        return "sandbox stopped" if running else "the sandbox is not running: nothing to stop"
 
 
 def status() -> StatusReport:

@@ -9,12 +9,43 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sys
 from pathlib import Path
 
 from ..errors import UsageError
 
 EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}
+LANGUAGES = ("python", "bash")
+SESSION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_lang(lang: str | None) -> None:
+    if lang is not None and lang not in LANGUAGES:
+        raise UsageError(f"--lang {lang!r}: use python or bash")
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: give a positive number of seconds")
+
+
+def check_session_name(name: str) -> None:
+    if not SESSION_NAME.fullmatch(name):
+        raise UsageError(f"session name {name[:80]!r}: use letters, digits, '-', '_' and '.' (at most 64)")
+
+
+def shebang_language(first_line: str) -> str | None:
+    """python or bash from a ``#!`` line (``#!/usr/bin/env python3``, ``#!/bin/sh``), else None."""
+    if not first_line.startswith("#!"):
+        return None
+    words = first_line[2:].split()
+    if words and words[0].rsplit("/", 1)[-1] == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+    prog = words[0].rsplit("/", 1)[-1] if words else ""
+    if re.fullmatch(r"python[0-9.]*", prog):
+        return "python"
+    return "bash" if prog in ("sh", "bash", "dash") else None
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg", "image/gif": "gif"}
 
 
@@ -39,10 +70,10 @@ def resolve_code(target: str | None, code: str | None, lang: str | None) -> tupl
         raise UsageError(f"{target} is not UTF-8 text") from None
     except PermissionError:
         raise UsageError(f"cannot read {target}: permission denied") from None
-    language = lang or EXTENSIONS.get(path.suffix.lower())
+    language = lang or EXTENSIONS.get(path.suffix.lower()) or shebang_language(text.split("\n", 1)[0])
     if language is None:
-        first = text.split("\n", 1)[0]
-        language = "bash" if first.startswith("#!") and ("sh" in first.rsplit("/", 1)[-1]) else "python"
+        raise UsageError(f"cannot tell the language of {target} (not .py, .sh or .bash, no python or sh #! line): "
+                         "pass --lang python or --lang bash")
     return text, language, path.name, False
 
 
@@ -50,6 +81,10 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
         lang: str | None, outputs: Path | None) -> int:
     from ..client import CodeRunner
 
+    check_lang(lang)
+    check_timeout(timeout)
+    if session is not None:
+        check_session_name(session)
     if code is not None and target is not None:
         args = [target, *args]
         target = None
