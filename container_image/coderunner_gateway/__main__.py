@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="user skills; .zip files there are unpacked safely")
     p.add_argument("--chromium", default=os.environ.get("CODERUNNER_CHROMIUM"),
                    help="Chromium executable for /v1/browser (default: chromium on PATH)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection may take to send a request's headers (default 10)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="open connections at once; more are answered 503 and closed (default 256)")
+    p.add_argument("--mcp-idle-timeout", type=float, default=600.0,
+                   help="seconds an idle MCP session (and its kernel) lives (default 600)")
     p.add_argument("--ready-file", help="write {url, pid} here once listening")
     p.add_argument("--log-level", default=os.environ.get("CODERUNNER_LOG_LEVEL", "info"))
     p.add_argument("--access-log", action="store_true", help="log every request")
@@ -110,12 +116,18 @@ def main(argv: list[str] | None = None) -> None:
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .app import MAX_HEADER_BYTES, create_app, guarded_protocol
 
-    app, gateway = create_app(settings)
+    if settings.token is None and not args.uds:
+        sys.exit("coderunner-gateway: refusing to listen on TCP without a token: set CODERUNNER_TOKEN or "
+                 "--token-file, or listen on a unix socket with --uds")
+    app, gateway = create_app(settings, mcp_idle_timeout=args.mcp_idle_timeout)
     config = uvicorn.Config(
         app, log_level=args.log_level.lower(), access_log=args.access_log, lifespan="on",
         timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+        # h11 with header size, header time and connection caps, all before auth
+        http=guarded_protocol(args.header_timeout, max(1, args.max_connections)),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
 
     class Server(uvicorn.Server):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
+import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import __version__, files
@@ -22,13 +25,14 @@ from .outcome import Outcome
 from .scripts import ScriptRunner
 from .sessions import SessionManager
 from .settings import Settings
-from .validation import Fields, read_json
+from .validation import MAX_ARGV_ENV_BYTES, Fields, read_json
 
 log = logging.getLogger("coderunner_gateway")
 
 NDJSON = "application/x-ndjson"
 EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "argv", "env", "filename"}
 DEPRECATED = {"Deprecation": "true"}
+MAX_HEADER_BYTES = 64 * 1024  # a request's line and headers; more is answered 431 before auth
 
 
 class Gateway:
@@ -95,9 +99,13 @@ class Gateway:
             "stdin": f.str("stdin"),
             "argv": f.str_list("argv"),
             "env": f.str_map("env"),
-            "filename": f.str("filename"),
+            "filename": f.name("filename", nonempty=False),
             "session": None,
         }
+        if sum(len(a.encode()) + 1 for a in req["argv"]) + sum(
+                len(k.encode()) + len(v.encode()) + 2 for k, v in req["env"].items()) > MAX_ARGV_ENV_BYTES:
+            raise BadRequest(f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin "
+                             "or in a file", code="invalid_field")
         if sid is not None:
             only_scripts = [k for k in ("stdin", "argv", "env", "filename") if data.get(k) not in (None, [], {})]
             if only_scripts:
@@ -119,7 +127,8 @@ class Gateway:
         return JSONResponse(collector.result(), headers=headers)
 
     async def _stream(self, req: dict[str, Any]):
-        sink = StreamSink()
+        # a kernel cannot be paused (ZMQ PUB/SUB): what a slow client cannot take is dropped, counted
+        sink = StreamSink(lossy=req["session"] is not None)
 
         async def produce() -> None:
             try:
@@ -133,7 +142,7 @@ class Gateway:
 
         task = asyncio.create_task(produce())
         try:
-            while (line := await sink.queue.get()) is not None:
+            while (line := await sink.get()) is not None:
                 yield line
         finally:
             if not task.done():  # the client went away: stop the code it started
@@ -168,7 +177,7 @@ class Gateway:
     async def create_session(self, request: Request) -> Response:
         data = await read_json(request, self.settings.max_request_bytes, allow_empty=True)
         f = Fields(data, {"name", "language"})
-        session = await self.sessions.create(f.str("name", nonempty=True), f.language())
+        session = await self.sessions.create(f.name("name"), f.language())
         return JSONResponse(session.info(), status_code=201)
 
     async def list_sessions(self, request: Request) -> Response:
@@ -256,7 +265,11 @@ class Gateway:
         return JSONResponse(self.skills.get(request.path_params["name"]).detail())
 
     async def get_skill_file(self, request: Request) -> Response:
+        from .skills import MAX_SKILL_FILE_BYTES
+
         path = self.skills.file(request.path_params["name"], request.path_params["file"])
+        if path.stat().st_size > MAX_SKILL_FILE_BYTES:
+            return FileResponse(path, media_type="application/octet-stream")
         data = path.read_bytes()
         try:
             data.decode("utf-8")
@@ -274,7 +287,10 @@ class Gateway:
                 return JSONResponse(files.listing(path, root))
             if not path.is_file():
                 raise NotFound(f"no file {rel!r} in the workspace", code="file_not_found")
-            return Response(path.read_bytes(), media_type="application/octet-stream")
+            # streamed from disk in chunks: a file of any size costs no memory
+            response = FileResponse(path, media_type="application/octet-stream")
+            response.chunk_size = 1 << 20
+            return response
         if request.method == "PUT":
             body = bytearray()
             async for chunk in request.stream():
@@ -330,6 +346,168 @@ class AuthMiddleware:
         return await self.app(scope, receive, send)
 
 
+def _host_allowed(host: str, unix: bool) -> bool:
+    """``Host`` names this machine: an IP literal (any: a VM's or container's address) or
+    localhost. A web page can only reach us under its own DNS name (DNS rebinding),
+    which this refuses. Over a unix socket the CLI sends ``coderunner``."""
+    try:
+        name = urlsplit(f"//{host}").hostname
+        urlsplit(f"//{host}").port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if name in ("localhost", "localhost.") or (unix and name == "coderunner"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _origin_allowed(origin: str) -> bool:
+    """Only pages served from this machine's loopback may call us from a browser;
+    ``null`` (sandboxed frames, file: pages) and every other site may not."""
+    try:
+        parts = urlsplit(origin)
+        name = parts.hostname
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not name or parts.username is not None:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class HostOriginGuard:
+    """Every route, ``/health`` included, before the token: ``Host`` must name this machine
+    and ``Origin``, when a browser sends one, a loopback page (see the two checks)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            server = scope.get("server")
+            unix = server is None or server[1] is None
+            err = None
+            if not _host_allowed(host, unix):
+                err = ApiError(f"Host {host!r} is not allowed: connect by IP address or localhost",
+                               code="host_not_allowed", status=403)
+            elif origin is not None and not _origin_allowed(origin.decode("latin-1")):
+                err = ApiError(f"Origin {origin.decode('latin-1')!r} is not allowed: only pages on this "
+                               "machine's loopback (http://localhost, http://127.0.0.1) may call the gateway",
+                               code="origin_not_allowed", status=403)
+            if err is not None:
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008})
+                return await JSONResponse(err.to_json(), status_code=403)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type:
+    """uvicorn's h11 protocol with what it lacks against unauthenticated clients: a deadline
+    for a request's headers (also for a keep-alive connection's next request, and for the
+    rest of a body we already answered), a cap on open connections, and a 431 for headers
+    over :data:`MAX_HEADER_BYTES` before they are buffered."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _refused = False
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                self._refuse(503, "too_many_connections",
+                             f"the gateway has {max_connections} open connections (its --max-connections)",
+                             linger=False)
+                return
+            self._watch_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                self._discarded += len(data)
+                if self._discarded > 1 << 20:
+                    self.transport.close()
+                return
+            if self.conn.their_state is h11.IDLE:
+                head = self.conn.trailing_data[0] + data
+                end = head.find(b"\r\n\r\n")
+                if (end == -1 and len(head) > MAX_HEADER_BYTES) or end > MAX_HEADER_BYTES:
+                    self._refuse(431, "headers_too_large",
+                                 f"the request's headers are over the gateway's limit of {MAX_HEADER_BYTES} bytes")
+                    return
+            super().data_received(data)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            self._watch_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._watch_head()
+
+        def _watch_head(self) -> None:
+            """Arm the deadline while we wait for their request (or for the rest of one we answered)."""
+            if self._refused or self.transport.is_closing():
+                return self._cancel_head_timer()
+            waiting = self.conn.their_state is h11.IDLE or (
+                self.conn.their_state is h11.SEND_BODY and self.conn.our_state in (h11.DONE, h11.MUST_CLOSE))
+            if waiting and self._head_timer is None:
+                self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+            elif not waiting:
+                self._cancel_head_timer()
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+                self._refuse(408, "request_timeout", f"the request was not sent within {header_timeout:g}s")
+            else:  # nothing sent on a keep-alive connection, or the rest of a body we answered
+                self.transport.close()
+
+        def _refuse(self, status: int, code: str, message: str, *, linger: bool = True) -> None:
+            """Answer once, stop reading into memory, and hang up (after draining a little of
+            what the client still sends, so it can read the answer instead of a reset)."""
+            self._refused = True
+            self._discarded = 0
+            self._cancel_head_timer()
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+                      503: b"Service Unavailable"}[status]
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n%s" % (status, reason, len(body), body))
+            if not linger:
+                self.transport.close()
+                return
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(1.0, self.transport.close)
+
+    return GuardedH11Protocol
+
+
 async def _api_error(request: Request, exc: ApiError) -> Response:
     return JSONResponse(exc.to_json(), status_code=exc.status)
 
@@ -348,11 +526,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
                         status_code=500)
 
 
-def create_app(settings: Settings) -> tuple[Any, Gateway]:
+def create_app(settings: Settings, *, mcp_idle_timeout: float = 600.0) -> tuple[Any, Gateway]:
     from . import mcp
 
     gw = Gateway(settings)
-    mcp_server = mcp.build(gw)
+    mcp_server = mcp.build(gw, idle_timeout=mcp_idle_timeout)
     mcp_app = mcp_server.streamable_http_app()
 
     @contextlib.asynccontextmanager
@@ -392,4 +570,4 @@ def create_app(settings: Settings) -> tuple[Any, Gateway]:
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
     )
-    return mcp.HostOriginGuard(AuthMiddleware(app, settings.token)), gw
+    return HostOriginGuard(AuthMiddleware(app, settings.token)), gw

@@ -3,8 +3,11 @@
 Runners emit plain dicts (shapes in ARCHITECTURE.md) to a *sink*:
 
 * :class:`StreamSink` hands each event, serialised, to an HTTP response
-  through a bounded queue, so a slow reader slows the producer instead of
-  growing memory (backpressure).
+  through a queue bounded in bytes. For a script, a slow reader slows the
+  producer (backpressure through the pipes). A kernel publishes over ZMQ
+  PUB/SUB, which cannot be paused: for a session the sink drops the output
+  text that does not fit and counts it in the ``done`` event's ``dropped``
+  (bytes of ``stdout``/``stderr``), rather than queue without bound.
 * :class:`Collector` aggregates for ``Accept: application/json``. It keeps
   at most ``max_bytes`` of output and counts what it dropped, so a flood of
   output cannot exhaust memory and the result says what was lost.
@@ -13,8 +16,12 @@ Runners emit plain dicts (shapes in ARCHITECTURE.md) to a *sink*:
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from typing import Any, Protocol
+
+STREAM_QUEUE_BYTES = 4 * 1024 * 1024  # serialised events waiting for a streaming client
+TEXT_CHUNK = 256 * 1024               # larger output text is sent as several events
 
 
 class Sink(Protocol):
@@ -26,14 +33,61 @@ def dumps(event: dict[str, Any]) -> bytes:
 
 
 class StreamSink:
-    def __init__(self, maxsize: int = 64) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=maxsize)
+    def __init__(self, capacity: int = STREAM_QUEUE_BYTES, *, lossy: bool = False) -> None:
+        self.capacity = capacity
+        self.lossy = lossy
+        self.dropped = {"stdout": 0, "stderr": 0}
+        self._items: collections.deque[bytes | None] = collections.deque()
+        self._size = 0
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
 
     async def emit(self, event: dict[str, Any]) -> None:
-        await self.queue.put(dumps(event))
+        kind = event["type"]
+        if kind in ("stdout", "stderr"):
+            text = event["text"]
+            # slices, each serialised alone: a huge chunk is never copied whole
+            for i in range(0, len(text), TEXT_CHUNK):
+                await self._text(kind, text[i:i + TEXT_CHUNK])
+            return
+        if kind == "done" and any(self.dropped.values()):
+            dropped = dict(event.get("dropped") or {})
+            for name, size in self.dropped.items():
+                dropped[name] = dropped.get(name, 0) + size
+            event = {**event, "dropped": dropped}
+        await self._put(dumps(event))
+
+    async def _text(self, name: str, text: str) -> None:
+        line = dumps({"type": name, "text": text})
+        if self.lossy:
+            await asyncio.sleep(0)  # let the reader take what it can first
+            if self._size and self._size + len(line) > self.capacity:
+                self.dropped[name] += len(text.encode("utf-8", "surrogatepass"))
+                return
+        await self._put(line)
+
+    async def _put(self, line: bytes) -> None:
+        while self._size and self._size + len(line) > self.capacity:
+            self._writable.clear()
+            await self._writable.wait()
+        self._items.append(line)
+        self._size += len(line)
+        self._readable.set()
+
+    async def get(self) -> bytes | None:
+        """The next serialised event; ``None`` once closed."""
+        while not self._items:
+            self._readable.clear()
+            await self._readable.wait()
+        line = self._items.popleft()
+        if line is not None:
+            self._size -= len(line)
+            self._writable.set()
+        return line
 
     async def close(self) -> None:
-        await self.queue.put(None)
+        self._items.append(None)
+        self._readable.set()
 
 
 class Collector:

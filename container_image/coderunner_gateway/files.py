@@ -12,11 +12,18 @@ from pathlib import Path
 
 from .errors import ApiError, BadRequest, NotFound
 
+MAX_NAME_BYTES = 255   # NAME_MAX
+MAX_PATH_BYTES = 4000  # under PATH_MAX with the workspace in front
+
 
 def resolve(workspace: str, rel: str) -> Path:
     root = Path(workspace).resolve()
     if rel.startswith("/") or "\x00" in rel:
         raise BadRequest(f"path {rel!r} must be relative to the workspace", code="invalid_path")
+    if len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES or any(
+            len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in rel.split("/")):
+        raise BadRequest(f"path is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all",
+                         code="invalid_path")
     target = (root / rel).resolve()
     if target != root and root not in target.parents:
         raise ApiError(f"path {rel!r} leaves the workspace", code="path_outside_workspace", status=403)

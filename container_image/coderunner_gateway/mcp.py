@@ -1,31 +1,33 @@
 """The MCP server at ``/mcp`` (official ``mcp`` SDK, streamable HTTP).
 
 Each MCP client session gets its own coderunner session (a kernel), so state
-persists across ``execute_python_code`` calls. Output is streamed as progress
-notifications while the code runs; the result carries stdout, stderr and the
-error as text and figures as image content. A failure is a tool error.
+persists across ``execute_python_code`` calls; the kernel is released when the
+MCP session ends (the client's DELETE, or ``--mcp-idle-timeout`` without a
+request). Output is streamed as progress notifications while the code runs;
+the result carries stdout, stderr and the error as text and figures as image
+content. A failure is a tool error.
 
-DNS rebinding: a web page can make a browser send requests to 127.0.0.1
-under its own host name. Requests to ``/mcp`` must name an IP literal or
-``localhost`` in ``Host`` (and in ``Origin`` when present); the token is
-required as on every route.
+Host and Origin are checked on every route, ``/mcp`` included (app.HostOriginGuard);
+the token is required as on every route.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
+import contextlib
+import contextvars
+import inspect
 import json
-import weakref
+import logging
+import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+import anyio
 from mcp.server.fastmcp import Context, FastMCP, Image
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.responses import JSONResponse
 
-from .errors import ApiError
+from .errors import ApiError, SessionNotFound
 from .events import Collector
 
 if TYPE_CHECKING:
@@ -37,40 +39,12 @@ Skills (list_skills, get_skill_info, get_skill_file) are folders of instructions
 execute_python_code. read_file/write_file work in the sandbox's workspace."""
 
 
-def _local_name(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
+log = logging.getLogger("coderunner_gateway")
 
+MAX_READ_BYTES = 10 * 1024 * 1024  # read_file and get_skill_file return text whole: past this, refused
 
-class HostOriginGuard:
-    """ASGI middleware for /mcp: Host and Origin must be local names (IPs or localhost)."""
-
-    def __init__(self, app: Any, prefix: str = "/mcp") -> None:
-        self.app = app
-        self.prefix = prefix
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            headers = dict(scope["headers"])
-            host = headers.get(b"host", b"").decode("latin-1")
-            hostname = urlsplit(f"//{host}").hostname
-            origin = headers.get(b"origin", b"").decode("latin-1")
-            bad = None
-            if not _local_name(hostname):
-                bad = f"Host {host!r} is not allowed for /mcp: connect by IP address or localhost"
-            elif origin and origin != "null" and not _local_name(urlsplit(origin).hostname):
-                bad = f"Origin {origin!r} is not allowed for /mcp"
-            if bad:
-                err = ApiError(bad, code="host_not_allowed", status=403)
-                return await JSONResponse(err.to_json(), status_code=403)(scope, receive, send)
-        return await self.app(scope, receive, send)
+# the coderunner session of the MCP session being served (set per MCP session, seen by its tools)
+_owned: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("coderunner_mcp_session")
 
 
 class _ProgressSink(Collector):
@@ -91,22 +65,51 @@ class _ProgressSink(Collector):
                 pass
 
 
-def build(gw: Gateway) -> FastMCP:
+def _too_large(path: str, size: int) -> ToolError:
+    return ToolError(f"{path!r} is too large ({size} bytes) to return through MCP (the limit is {MAX_READ_BYTES} "
+                     "bytes): read a part of it with execute_python_code, or download it with GET /v1/files/{path}")
+
+
+def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
     from . import files
 
+    options: dict[str, Any] = {}
+    if "session_idle_timeout" in inspect.signature(FastMCP.__init__).parameters:
+        options["session_idle_timeout"] = idle_timeout  # the SDK ends MCP sessions left idle this long
     server = FastMCP(
         "coderunner", instructions=INSTRUCTIONS, streamable_http_path="/mcp",
-        # checked by HostOriginGuard, which also allows container IPs
+        # checked by app.HostOriginGuard, which also allows container IPs
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        **options,
     )
-    sessions: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+    # An MCP session is one run of the low-level server: whatever ends it (DELETE, idle
+    # timeout, a crash), the kernel it was given goes with it.
+    lowlevel = server._mcp_server
+    serve_one = lowlevel.run
+
+    async def run_session(*args: Any, **kwargs: Any) -> Any:
+        owned: dict[str, Any] = {"sid": None}
+        _owned.set(owned)
+        try:
+            return await serve_one(*args, **kwargs)
+        finally:
+            if owned["sid"] is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
+                    await gw.sessions.delete(owned["sid"])
+                    log.info("MCP session ended: session %s released", owned["sid"])
+
+    lowlevel.run = run_session
 
     async def client_session(ctx: Context) -> Any:
-        sid = sessions.get(ctx.session)
+        owned = _owned.get(None)
+        if owned is None:  # not under run_session (cannot happen with the SDK's transport)
+            owned = {"sid": None}
+        sid = owned["sid"]
         if sid is not None and sid in gw.sessions.sessions:
             return gw.sessions.sessions[sid]
         session = await gw.sessions.create(None, "python")
-        sessions[ctx.session] = session.id
+        owned["sid"] = session.id
         return session
 
     def fail(exc: ApiError) -> ToolError:
@@ -180,9 +183,12 @@ def build(gw: Gateway) -> FastMCP:
     async def get_skill_file(skill_name: str, filename: str) -> str:
         """The text of one file of a skill (e.g. scripts/tool.py)."""
         try:
-            return gw.skills.file(skill_name, filename).read_text(encoding="utf-8", errors="replace")
+            path = gw.skills.file(skill_name, filename)
         except ApiError as exc:
             raise fail(exc) from exc
+        if (size := path.stat().st_size) > MAX_READ_BYTES:
+            raise _too_large(filename, size)
+        return path.read_text(encoding="utf-8", errors="replace")
 
     @server.tool()
     async def read_file(path: str) -> str:
@@ -193,7 +199,13 @@ def build(gw: Gateway) -> FastMCP:
             raise fail(exc) from exc
         if not target.is_file():
             raise ToolError(f"no file {path!r} in the workspace")
-        return target.read_text(encoding="utf-8", errors="replace")
+        with open(target, "rb") as f:
+            if (size := os.fstat(f.fileno()).st_size) > MAX_READ_BYTES:
+                raise _too_large(path, size)
+            data = f.read(MAX_READ_BYTES + 1)  # it may have grown since
+        if len(data) > MAX_READ_BYTES:
+            raise _too_large(path, len(data))
+        return data.decode("utf-8", errors="replace")
 
     @server.tool()
     async def write_file(path: str, content: str) -> str:

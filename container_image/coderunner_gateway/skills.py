@@ -8,6 +8,7 @@ links, bounded size). Names and filenames stay inside their skill's folder:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -24,6 +25,8 @@ log = logging.getLogger("coderunner_gateway")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_ZIP_BYTES = 100 * 1024 * 1024
 MAX_ZIP_FILES = 2000
+MAX_SKILL_MD_BYTES = 1024 * 1024          # a larger SKILL.md is skipped
+MAX_SKILL_FILE_BYTES = 10 * 1024 * 1024   # larger skill files are served as a stream, refused over MCP
 
 
 def default_public_dir() -> Path | None:
@@ -60,6 +63,25 @@ class Skill:
         return {**self.summary(), "metadata": self.metadata, "instructions": self.instructions, "files": self.files()}
 
 
+@functools.cache
+def _no_alias_loader() -> type:
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """SafeLoader that refuses anchors and aliases: ``&a [*b, *b, ...]`` nested a few
+        levels expands (when dumped as JSON) to gigabytes from a few hundred bytes."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ValueError("YAML aliases (*name) are not allowed in SKILL.md frontmatter")
+            event = self.peek_event()
+            if getattr(event, "anchor", None) is not None:
+                raise ValueError("YAML anchors (&name) and aliases are not allowed in SKILL.md frontmatter")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def parse_skill_md(text: str) -> tuple[dict[str, Any], str]:
     """Split ``---``-fenced YAML frontmatter from the body; parse it with PyYAML."""
     import yaml
@@ -69,7 +91,7 @@ def parse_skill_md(text: str) -> tuple[dict[str, Any], str]:
     parts = re.split(r"^---[ \t]*$", text, maxsplit=2, flags=re.MULTILINE)
     if len(parts) < 3:
         raise ValueError("SKILL.md frontmatter is not closed with a --- line")
-    meta = yaml.safe_load(parts[1]) or {}
+    meta = yaml.load(parts[1], Loader=_no_alias_loader()) or {}
     if not isinstance(meta, dict):
         raise ValueError("SKILL.md frontmatter must be a mapping")
     for key in ("name", "description"):
@@ -101,6 +123,8 @@ class SkillStore:
                 if folder.is_symlink() or not folder.is_dir() or not md.is_file() or md.is_symlink():
                     continue
                 try:
+                    if md.stat().st_size > MAX_SKILL_MD_BYTES:
+                        raise ValueError(f"SKILL.md is over {MAX_SKILL_MD_BYTES} bytes")
                     meta, body = parse_skill_md(md.read_text(encoding="utf-8"))
                 except (ValueError, UnicodeDecodeError, OSError) as exc:
                     log.warning("skipping skill %s: %s", folder, exc)
@@ -130,13 +154,17 @@ class SkillStore:
         if not filename or filename.startswith("/") or "\x00" in filename or ".." in Path(filename).parts:
             raise ApiError(f"file {filename!r} is outside skill {name!r}", code="path_outside_skill", status=403)
         candidate = skill.path / filename
-        if candidate.is_symlink() or any(p.is_symlink() for p in candidate.parents if skill.path in p.parents):
-            raise ApiError(f"file {filename!r} is a link: refused", code="path_outside_skill", status=403)
-        target = candidate.resolve()
-        if skill.path not in target.parents:
-            raise ApiError(f"file {filename!r} is outside skill {name!r}", code="path_outside_skill", status=403)
-        if not target.is_file():
-            raise NotFound(f"skill {name!r} has no file {filename!r}", code="file_not_found")
+        missing = NotFound(f"skill {name!r} has no file {filename!r}", code="file_not_found")
+        try:
+            if candidate.is_symlink() or any(p.is_symlink() for p in candidate.parents if skill.path in p.parents):
+                raise ApiError(f"file {filename!r} is a link: refused", code="path_outside_skill", status=403)
+            target = candidate.resolve()
+            if skill.path not in target.parents:
+                raise ApiError(f"file {filename!r} is outside skill {name!r}", code="path_outside_skill", status=403)
+            if not target.is_file():
+                raise missing
+        except OSError as exc:  # a name too long, a loop
+            raise missing from exc
         return target
 
     @staticmethod

@@ -9,6 +9,9 @@ from typing import Any
 from .errors import BadRequest, PayloadTooLarge
 
 LANGUAGES = ("python", "bash")
+MAX_NAME_BYTES = 255          # a file name (NAME_MAX); also the longest session name
+MAX_ARG_BYTES = 128 * 1024 - 1  # one argv or env string (Linux MAX_ARG_STRLEN, with its NUL)
+MAX_ARGV_ENV_BYTES = 1024 * 1024  # argv and env together, well under ARG_MAX
 
 
 async def read_json(request: Any, limit: int, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -28,9 +31,46 @@ async def read_json(request: Any, limit: int, *, allow_empty: bool = False) -> d
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+    except RecursionError as exc:
+        raise BadRequest("the request body is nested too deeply", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    check_unicode(data)
     return data
+
+
+def _encodable(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_unicode(data: dict[str, Any]) -> None:
+    """Refuse lone surrogates (JSON's ``"\\ud800"``): they are not text, and could be
+    neither written to a file, passed to a process nor sent back as UTF-8."""
+    for field, value in data.items():
+        stack = [field, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                ok = _encodable(item)
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+                continue
+            elif isinstance(item, list):
+                stack.extend(item)
+                continue
+            else:
+                continue
+            if not ok:
+                name = field if _encodable(field) else field.encode("utf-8", "backslashreplace").decode()
+                raise BadRequest(f"field {name!r} holds a string that is not valid Unicode (a lone surrogate "
+                                 "such as \\ud800): send UTF-8 text", code="invalid_unicode")
 
 
 class Fields:
@@ -54,6 +94,13 @@ class Fields:
             return default
         if not isinstance(value, str) or (nonempty and not value):
             raise self._bad(name, "a non-empty string" if nonempty else "a string")
+        return value
+
+    def name(self, name: str, *, nonempty: bool = True) -> str | None:
+        """A file or session name: no NUL, at most :data:`MAX_NAME_BYTES` bytes."""
+        value = self.str(name, nonempty=nonempty)
+        if value is not None and ("\x00" in value or len(value.encode()) > MAX_NAME_BYTES):
+            raise self._bad(name, f"a name of at most {MAX_NAME_BYTES} bytes, without NUL")
         return value
 
     def number(self, name: str, *, maximum: float) -> float | None:
@@ -94,6 +141,9 @@ class Fields:
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self._bad(name, "a list of strings")
+        for v in value:
+            if "\x00" in v or len(v.encode()) > MAX_ARG_BYTES:
+                raise self._bad(name, f"a list of strings without NUL, each at most {MAX_ARG_BYTES} bytes")
         return value
 
     def str_map(self, name: str) -> dict[str, str]:
@@ -102,6 +152,10 @@ class Fields:
             return {}
         if not isinstance(value, dict) or not all(isinstance(v, str) and k for k, v in value.items()):
             raise self._bad(name, "an object of string values")
+        for k, v in value.items():
+            if "=" in k or "\x00" in k or "\x00" in v or len(k.encode()) + len(v.encode()) + 1 > MAX_ARG_BYTES:
+                raise self._bad(name, "an object of variables: names without '=' or NUL, values without NUL, "
+                                      f"each pair at most {MAX_ARG_BYTES} bytes")
         return value
 
     def language(self, name: str = "language") -> str:
