@@ -60,6 +60,7 @@ class StatusReport:
     state: str = "missing"
     url: str | None = None
     healthy: bool = False
+    token: str | None = None      # accepted | refused (when the gateway answers)
     version: str | None = None
     sessions: int | None = None
     warm_kernels: int | None = None
@@ -184,8 +185,9 @@ def _up(opts: UpOptions, say) -> UpResult:
                 notes.append(f"recreating the sandbox for {what or '--recreate'} (the workspace is kept)")
                 action = "recreated"
             else:
-                say("ending the sandbox that does not answer")
-                notes.append("the sandbox did not answer: ended it and started a new one (the workspace is kept)")
+                why = _why_unhealthy(current)
+                say(f"ending the sandbox that {why}")
+                notes.append(f"the sandbox {why}: ended it and started a new one (the workspace is kept)")
                 action = "restarted"
             _end(runtime, current.name, 10)
         elif st.state == "stopped" and current.runtime != "local":
@@ -242,6 +244,20 @@ def _up(opts: UpOptions, say) -> UpResult:
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
     return UpResult(url, runtime.name, source, action, runtime.isolation, warnings, notes)
+
+
+def _why_unhealthy(current: state.SandboxState) -> str:
+    from .client import CodeRunner
+    from .errors import AuthError, CoderunnerError
+
+    try:
+        with CodeRunner(current.url, current.token, timeout=2) as cr:
+            cr.sessions()
+    except AuthError:
+        return "refused its token"
+    except CoderunnerError:
+        pass
+    return "did not answer"
 
 
 def _live_sessions(current: state.SandboxState) -> int:
@@ -334,16 +350,21 @@ def status() -> StatusReport:
     report = StatusReport(False, runtime.name, runtime.isolation, st.state, current.url, detail=st.detail)
     if st.state == "running":
         from .client import CodeRunner
-        from .errors import CoderunnerError
+        from .errors import AuthError, CoderunnerError
 
         try:
             with CodeRunner(current.url, current.token, timeout=5) as cr:
                 health = cr.health()
                 cr.sessions()
             report.healthy = True
+            report.token = "accepted"
             report.version = health.get("version")
             report.sessions = health.get("sessions")
             report.warm_kernels = health.get("warm_kernels")
+        except AuthError:
+            report.token = "refused"
+            report.detail = (f"the gateway refuses the token in {paths.token_file()}: run `coderunner up` "
+                             "to start the sandbox again with a fresh one")
         except CoderunnerError as exc:
             report.detail = str(exc)
     report.running = report.healthy

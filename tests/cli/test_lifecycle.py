@@ -155,3 +155,21 @@ def test_up_applies_new_options_or_says_how(tmp_path):
         assert "new-value" not in json.dumps(options), "digests, never values"
     finally:
         cleanup(env, supervisors(state))
+
+
+def test_status_says_when_the_token_is_refused_and_up_recovers(tmp_path):
+    env = cli_env(tmp_path)
+    state = tmp_path / "state"
+    try:
+        cr(env, "up", "--runtime", "local", check=0, timeout=180)
+        (state / "secrets" / "token").write_text("not-the-token\n")
+        r = cr(env, "status", check=3)
+        assert any(line.split() == ["token", "refused"] for line in r.stdout.splitlines()), r.stdout
+        assert "the gateway refuses the token" in r.stdout and "coderunner up" in r.stdout
+        assert json.loads(cr(env, "status", "--json", check=3).stdout)["token"] == "refused"
+        r = cr(env, "up", check=0, timeout=180)
+        assert "refused its token" in r.stderr
+        assert json.loads(cr(env, "status", "--json", check=0).stdout)["token"] == "accepted"
+        assert len(supervisors(state)) == 1
+    finally:
+        cleanup(env, supervisors(state))
