@@ -2,6 +2,12 @@
 
 Launched on first use (Debian's ``chromium`` through ``executable_path``, or
 ``--chromium``), relaunched if it crashes. Only http(s) URLs are opened.
+
+Memory is bounded: V8's heap is capped (``--max-old-space-size``), a renderer
+process over :data:`RENDERER_MEMORY_BYTES` is killed by a watchdog, a page whose
+document declares more than :data:`MAX_PAGE_BYTES` is refused (413), and what a
+page returns is cut at :data:`MAX_CONTENT_CHARS`. A page that crashes its
+renderer answers 502 ``page_crashed``; the browser stays usable.
 Text and markdown are computed in the page, after its scripts ran, so
 JS-rendered content is included and scripts and styles are not.
 """
@@ -9,10 +15,12 @@ JS-rendered content is included and scripts and styles are not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +33,10 @@ WAIT_UNTIL = ("load", "domcontentloaded", "networkidle", "commit")
 DEFAULT_VIEWPORT = {"width": 1280, "height": 720}
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        "--disable-default-apps", "--mute-audio"]
+        "--disable-default-apps", "--mute-audio", "--js-flags=--max-old-space-size=512"]
+RENDERER_MEMORY_BYTES = 1024 * 1024 * 1024  # a renderer above this is killed (its page answers page_crashed)
+MAX_PAGE_BYTES = 32 * 1024 * 1024           # a document declaring more (Content-Length) is refused
+MAX_CONTENT_CHARS = 10 * 1024 * 1024        # text, markdown or html returned, at most
 
 # readable text: the rendered page without scripts, styles and hidden parts
 TEXT_JS = """() => {
@@ -93,6 +104,12 @@ MARKDOWN_JS = """() => {
   return (body.startsWith('# ') ? body : title + body).replace(/\\n{3,}/g, '\\n\\n').trim();
 }"""
 
+HTML_JS = """(limit) => {
+  const doctype = document.doctype ? '<!DOCTYPE ' + document.doctype.name + '>' : '';
+  const html = doctype + (document.documentElement ? document.documentElement.outerHTML : '');
+  return html.length > limit ? html.slice(0, limit + 1) : html;
+}"""
+
 LINKS_JS = """() => [...document.querySelectorAll('a[href]')]
   .filter(a => /^https?:/.test(a.href))
   .map(a => ({text: (a.innerText || a.title || '').replace(/\\s+/g, ' ').trim(), href: a.href}))"""
@@ -101,6 +118,8 @@ LINKS_JS = """() => [...document.querySelectorAll('a[href]')]
 def check_url(url: Any) -> str:
     if not isinstance(url, str) or not url.strip():
         raise BadRequest("field 'url' is required: an http(s) URL", code="invalid_url")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url.strip()):
+        raise BadRequest("the URL holds control characters", code="invalid_url")
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https"):
         raise BadRequest(f"only http and https URLs can be opened, not {parts.scheme or 'a bare path'!r}",
@@ -118,6 +137,7 @@ class Browser:
         self._contexts: dict[str, Any] = {}
         self._idle: dict[str, list[Any]] = {}  # open pages to reuse: a new one costs ~120 ms
         self._lock = asyncio.Lock()
+        self._watchdog: asyncio.Task | None = None
         self.launches = 0
 
     @property
@@ -152,6 +172,8 @@ class Browser:
                                   "(install Debian's chromium, or pass --chromium PATH)") from exc
             self.launches += 1
             log.info("browser launched (%s)", self._browser.version)
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.create_task(_watch_renderers())
             ctx = await self._browser.new_context(viewport=DEFAULT_VIEWPORT)
             self._contexts[""] = ctx
             self._idle[""] = [await ctx.new_page()]  # the first request finds a page ready
@@ -180,15 +202,33 @@ class Browser:
                 if attempt:
                     raise
                 self._browser = None  # crashed between requests: relaunch once
+        too_large: list[int] = []
+
+        def on_response(resp: Any) -> None:
+            if resp.request.is_navigation_request() and resp.frame == page.main_frame:
+                with contextlib.suppress(ValueError, TypeError):
+                    size = int(resp.headers.get("content-length", "0"))
+                    if size > MAX_PAGE_BYTES:
+                        too_large.append(size)
+                        asyncio.ensure_future(_close_quietly(page))  # stops the download
+
+        page.on("response", on_response)
         try:
             response = await page.goto(url, wait_until=wait_until, timeout=timeout * 1000)
+            if too_large:
+                raise PlaywrightError("page too large")
         except PlaywrightTimeout as exc:
             await _close_quietly(page)
             raise ApiError(f"{url} did not finish loading within {timeout:g}s", code="navigation_timeout",
                            status=504) from exc
         except PlaywrightError as exc:
             await _close_quietly(page)
+            if too_large:
+                raise ApiError(f"{url} is {too_large[0]} bytes, over the browser's limit of {MAX_PAGE_BYTES}",
+                               code="page_too_large", status=413) from exc
             raise _net_error(url, str(exc)) from exc
+        finally:
+            page.remove_listener("response", on_response)
         return page, response
 
     async def _page(self, session_id: str | None) -> Any:
@@ -199,10 +239,10 @@ class Browser:
                 return page
         return await (await self._context(session_id)).new_page()
 
-    async def _release(self, page: Any, session_id: str | None) -> None:
+    async def _release(self, page: Any, session_id: str | None, ok: bool = True) -> None:
         """Keep a page that loaded fine for the next request; close the rest."""
         idle = self._idle.setdefault(session_id or "", [])
-        if len(idle) < 2 and not page.is_closed() and self.running:
+        if ok and len(idle) < 2 and not page.is_closed() and self.running:
             idle.append(page)
         else:
             await _close_quietly(page)
@@ -210,36 +250,45 @@ class Browser:
     async def navigate(self, url: str, session_id: str | None = None, wait_until: str = "load",
                        timeout: float = 30) -> dict[str, Any]:
         page, response = await self._open(url, session_id, wait_until, timeout)
-        try:
+        async with self._reading(page, url, session_id):
             return {"status": response.status if response else None, "url": page.url,
-                    "title": await page.title(), "content": await page.evaluate(TEXT_JS)}
-        finally:
-            await self._release(page, session_id)
+                    "title": await page.title(), "content": _cut(await page.evaluate(TEXT_JS))}
 
     async def content(self, url: str, fmt: str = "text", session_id: str | None = None,
                       wait_until: str = "load", timeout: float = 30) -> dict[str, Any]:
         page, response = await self._open(url, session_id, wait_until, timeout)
-        try:
+        async with self._reading(page, url, session_id):
             if fmt == "html":
-                body: Any = await page.content()
+                body: Any = _cut(await page.evaluate(HTML_JS, MAX_CONTENT_CHARS))
             elif fmt == "markdown":
-                body = await page.evaluate(MARKDOWN_JS)
+                body = _cut(await page.evaluate(MARKDOWN_JS))
             elif fmt == "links":
-                body = await page.evaluate(LINKS_JS)
+                body = (await page.evaluate(LINKS_JS))[:100_000]
             else:
-                body = await page.evaluate(TEXT_JS)
+                body = _cut(await page.evaluate(TEXT_JS))
             return {"status": response.status if response else None, "url": page.url, "title": await page.title(),
                     "format": fmt, "content": body}
-        finally:
-            await self._release(page, session_id)
 
     async def screenshot(self, url: str, full_page: bool = False, width: int = 1280, height: int = 720,
                          session_id: str | None = None, wait_until: str = "load", timeout: float = 30) -> bytes:
         page, _ = await self._open(url, session_id, wait_until, timeout, {"width": width, "height": height})
-        try:
+        async with self._reading(page, url, session_id):
             return await page.screenshot(full_page=full_page, type="png")
-        finally:
-            await self._release(page, session_id)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, page: Any, url: str, session_id: str | None):
+        """Read a loaded page; a page that failed meanwhile (crashed) is closed, not reused."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            yield
+        except PlaywrightError as exc:
+            await self._release(page, session_id, ok=False)
+            raise _net_error(url, str(exc)) from exc
+        except BaseException:
+            await self._release(page, session_id, ok=False)
+            raise
+        await self._release(page, session_id)
 
     async def drop_context(self, session_id: str) -> None:
         self._idle.pop(session_id, None)
@@ -252,6 +301,9 @@ class Browser:
         return getattr(proc, "pid", None)
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._browser is not None:
             await _close_quietly(self._browser)
             self._browser = None
@@ -270,8 +322,53 @@ async def _close_quietly(obj: Any) -> None:
         pass
 
 
+def _cut(text: Any) -> Any:
+    if isinstance(text, str) and len(text) > MAX_CONTENT_CHARS:
+        return text[:MAX_CONTENT_CHARS] + f"\n[cut at {MAX_CONTENT_CHARS} characters]"
+    return text
+
+
+def _descendants(root: int) -> list[int]:
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        frontier += kids
+    return found
+
+
+async def _watch_renderers(interval: float = 0.2) -> None:
+    """Kill any Chromium renderer above :data:`RENDERER_MEMORY_BYTES` (no cgroups here to do it)."""
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    while True:
+        await asyncio.sleep(interval)
+        for pid in _descendants(os.getpid()):
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    rss = int(f.read().split()[1]) * page_size
+                if rss <= RENDERER_MEMORY_BYTES:
+                    continue
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"--type=renderer" not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                log.warning("browser: killed renderer %d at %d MiB (limit %d MiB)", pid, rss >> 20,
+                            RENDERER_MEMORY_BYTES >> 20)
+            except (OSError, ValueError, IndexError):
+                continue
+
+
 def _net_error(url: str, text: str) -> ApiError:
     first = text.splitlines()[0] if text else "navigation failed"
+    if "crash" in text.lower():
+        return ApiError(f"{url} crashed the browser's renderer (it may have used more memory than the browser "
+                        f"allows, {RENDERER_MEMORY_BYTES >> 20} MiB); the browser stays usable",
+                        code="page_crashed", status=502)
     host = urlsplit(url).hostname
     if "ERR_NAME_NOT_RESOLVED" in text:
         return ApiError(f"unknown host {host!r}: it does not resolve", code="unknown_host", status=400)
