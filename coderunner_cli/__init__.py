@@ -14,25 +14,41 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncCodeRunner",
     "AsyncSession",
+    "AuthError",
     "CodeRunner",
+    "CoderunnerError",
     "ExecutionError",
     "ExecutionResult",
+    "GatewayError",
+    "GatewayUnavailable",
+    "SandboxNotRunning",
     "Session",
+    "SessionNotFound",
     "__version__",
     "execute",
 ]
+_ERRORS = {"AuthError", "CoderunnerError", "ExecutionError", "GatewayError", "GatewayUnavailable", "SandboxNotRunning",
+           "SessionNotFound"}
 
 if TYPE_CHECKING:
     from .client import AsyncCodeRunner, AsyncSession, CodeRunner, ExecutionResult, Session, execute
-    from .errors import ExecutionError
+    from .errors import (
+        AuthError,
+        CoderunnerError,
+        ExecutionError,
+        GatewayError,
+        GatewayUnavailable,
+        SandboxNotRunning,
+        SessionNotFound,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ExecutionError":
-        from .errors import ExecutionError
+    if name in _ERRORS:
+        from . import errors
 
-        return ExecutionError
-    if name in __all__:
+        return getattr(errors, name)
+    if name in __all__ and name != "__version__":
         from . import client
 
         return getattr(client, name)

@@ -139,12 +139,18 @@ class _Base:
                 body[key] = value
         return body
 
-    def _unreachable(self, exc: BaseException) -> GatewayError | SandboxNotRunning:
+    def _transport(self, exc: BaseException) -> GatewayError | SandboxNotRunning:
+        """One translation of a transport failure for both twins (http.client's and httpx's)."""
+        reason = _reason(exc)
+        if reason == "timeout":
+            limit = f" within {self.timeout:g}s" if self.timeout else " in time"
+            return GatewayUnavailable(f"the gateway at {self.url} did not answer{limit}: give it a longer timeout, "
+                                      "or see `coderunner logs`")
         if self._from_state:
             return SandboxNotRunning(
-                f"the sandbox does not answer at {self.url} ({exc}): start it with `coderunner up`, "
+                f"the sandbox does not answer at {self.url} ({reason}): start it with `coderunner up`, "
                 "or see `coderunner status`")
-        return GatewayUnavailable(f"no gateway answers at {self.url}: {exc}")
+        return GatewayUnavailable(f"no gateway answers at {self.url} ({reason})")
 
     def _error(self, status: int, body: bytes) -> GatewayError:
         try:
@@ -215,13 +221,13 @@ class CodeRunner(_Base):
                 conn.request(method, path, body=payload, headers=headers)
                 resp = conn.getresponse()
                 break
-            except (ConnectionRefusedError, FileNotFoundError, OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 # a kept-alive connection the server closed: retry once on a fresh one
                 if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
                                                      ConnectionResetError)):
                     continue
-                raise self._unreachable(exc) from exc
+                raise self._transport(exc) from exc
         try:
             if resp.status >= 400:
                 raise self._error(resp.status, resp.read())
@@ -233,9 +239,17 @@ class CodeRunner(_Base):
             if not resp.isclosed():  # left early: closing stops a script; never wait for it
                 self.close()
 
+    def _read(self, resp, line: bool = False) -> bytes:
+        import http.client
+
+        try:
+            return resp.readline() if line else resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._transport(exc) from exc
+
     def _json(self, method: str, path: str, body: Any = None) -> Any:
         with self._open(method, path, body) as resp:
-            return json.loads(resp.read())
+            return json.loads(self._read(resp))
 
     # API ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -250,7 +264,7 @@ class CodeRunner(_Base):
         body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename)
         with self._open("POST", "/v1/execute", body, stream=True) as resp:
             def events() -> Iterator[dict[str, Any]]:
-                while line := resp.readline():
+                while line := self._read(resp, line=True):
                     if line.strip():
                         yield json.loads(line)
             yield events()
@@ -295,7 +309,7 @@ class CodeRunner(_Base):
                            height: int | None = None, timeout: float | None = None) -> bytes:
         body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
         with self._open("POST", "/v1/browser/screenshot", body) as resp:
-            return resp.read()
+            return self._read(resp)
 
     def skills(self) -> list[dict[str, Any]]:
         return self._json("GET", "/v1/skills")["skills"]
@@ -305,11 +319,11 @@ class CodeRunner(_Base):
 
     def upload(self, path: str, data: bytes) -> dict[str, Any]:
         with self._open("PUT", f"/v1/files/{_q(path, '/')}", raw=data) as resp:
-            return json.loads(resp.read())
+            return json.loads(self._read(resp))
 
     def download(self, path: str) -> bytes:
         with self._open("GET", f"/v1/files/{_q(path, '/')}") as resp:
-            return resp.read()
+            return self._read(resp)
 
 
 class Session:
@@ -378,18 +392,26 @@ class AsyncCodeRunner(_Base):
         request = self._client.build_request(method, path, content=payload, headers=headers)
         try:
             resp = await self._client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-            raise self._unreachable(exc) from exc
+        except httpx.TransportError as exc:
+            raise self._transport(exc) from exc
         try:
             if resp.status_code >= 400:
-                raise self._error(resp.status_code, await resp.aread())
+                raise self._error(resp.status_code, await self._read(resp))
             yield resp
         finally:
             await resp.aclose()
 
+    async def _read(self, resp) -> bytes:
+        import httpx
+
+        try:
+            return await resp.aread()
+        except httpx.TransportError as exc:
+            raise self._transport(exc) from exc
+
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         async with self._open(method, path, body) as resp:
-            return json.loads(await resp.aread())
+            return json.loads(await self._read(resp))
 
     async def health(self) -> dict[str, Any]:
         return await self._json("GET", "/health")
@@ -402,9 +424,14 @@ class AsyncCodeRunner(_Base):
         body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename)
         async with self._open("POST", "/v1/execute", body, stream=True) as resp:
             async def events() -> AsyncIterator[dict[str, Any]]:
-                async for line in resp.aiter_lines():
-                    if line.strip():
-                        yield json.loads(line)
+                import httpx
+
+                try:
+                    async for line in resp.aiter_lines():
+                        if line.strip():
+                            yield json.loads(line)
+                except httpx.TransportError as exc:
+                    raise self._transport(exc) from exc
             yield events()
 
     async def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
@@ -419,7 +446,11 @@ class AsyncCodeRunner(_Base):
                 acc.feed(event)
         return acc.finish()
 
-    async def session(self, name: str | None = None, language: str = "python") -> AsyncSession:
+    def session(self, name: str | None = None, language: str = "python") -> _NewAsyncSession:
+        """``s = await acr.session()``, or ``async with acr.session() as s:`` (deleted when the block ends)."""
+        return _NewAsyncSession(lambda: self._new_session(name, language))
+
+    async def _new_session(self, name: str | None, language: str) -> AsyncSession:
         body = {"language": language} | ({"name": name} if name else {})
         return AsyncSession(self, await self._json("POST", "/v1/sessions", body))
 
@@ -447,7 +478,7 @@ class AsyncCodeRunner(_Base):
                                  height: int | None = None, timeout: float | None = None) -> bytes:
         body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
         async with self._open("POST", "/v1/browser/screenshot", body) as resp:
-            return await resp.aread()
+            return await self._read(resp)
 
     async def skills(self) -> list[dict[str, Any]]:
         return (await self._json("GET", "/v1/skills"))["skills"]
@@ -457,11 +488,11 @@ class AsyncCodeRunner(_Base):
 
     async def upload(self, path: str, data: bytes) -> dict[str, Any]:
         async with self._open("PUT", f"/v1/files/{_q(path, '/')}", raw=data) as resp:
-            return json.loads(await resp.aread())
+            return json.loads(await self._read(resp))
 
     async def download(self, path: str) -> bytes:
         async with self._open("GET", f"/v1/files/{_q(path, '/')}") as resp:
-            return await resp.aread()
+            return await self._read(resp)
 
 
 class AsyncSession:
@@ -492,6 +523,48 @@ class AsyncSession:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(SessionNotFound):
             await self.delete()
+
+
+class _NewAsyncSession:
+    """What ``AsyncCodeRunner.session`` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, create: Callable[[], Any]) -> None:  # create(): a coroutine giving the AsyncSession
+        self._create = create
+        self._session: AsyncSession | None = None
+
+    def __await__(self):
+        return self._create().__await__()
+
+    async def __aenter__(self) -> AsyncSession:
+        self._session = await self._create()
+        return self._session
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.__aexit__(*exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, transport-neutral reason: http.client's and httpx's errors read alike."""
+    import http.client
+
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen:  # httpx wraps httpcore, which wraps the OSError
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    names = {type(x).__name__ for x in seen}
+    if any(isinstance(x, TimeoutError) for x in seen) or any(n.endswith("Timeout") for n in names):
+        return "timeout"
+    if any(isinstance(x, ConnectionRefusedError) for x in seen) or "Connection refused" in str(exc):
+        return "connection refused"
+    if any(isinstance(x, FileNotFoundError) for x in seen) or "No such file" in str(exc):
+        return "no such socket"
+    if any(isinstance(x, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected,
+                          http.client.IncompleteRead)) for x in seen) \
+            or names & {"RemoteProtocolError", "ReadError", "WriteError"}:
+        return "the connection was closed"
+    return str(exc) or type(exc).__name__
 
 
 def _present(**fields: Any) -> dict[str, Any]:

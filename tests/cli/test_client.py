@@ -126,3 +126,106 @@ async def _async_errors(url, token):
 
 def test_async_errors_and_context(gateway):
     asyncio.run(_async_errors(gateway.url, gateway.token))
+
+
+def test_typed_errors_are_importable_from_the_package():
+    import coderunner_cli
+    from coderunner_cli import errors
+
+    for name in ("SandboxNotRunning", "AuthError", "SessionNotFound", "GatewayError", "GatewayUnavailable",
+                 "ExecutionError", "CoderunnerError"):
+        assert getattr(coderunner_cli, name) is getattr(errors, name) and name in coderunner_cli.__all__
+
+
+def test_async_session_works_like_the_sync_twin(gateway):
+    with CodeRunner(gateway.url, gateway.token) as cr:
+        with cr.session(name="sync-ctx") as s:
+            sync = s.execute("2 + 2").text
+        assert "sync-ctx" not in [x["name"] for x in cr.sessions()]
+
+    async def main():
+        async with AsyncCodeRunner(gateway.url, gateway.token) as acr:
+            async with acr.session(name="async-ctx") as s:
+                result = (await s.execute("2 + 2")).text
+                assert "async-ctx" in [x["name"] for x in await acr.sessions()]
+            assert "async-ctx" not in [x["name"] for x in await acr.sessions()]
+            kept = await acr.session(name="awaited")  # awaited: lives until deleted
+            assert (await kept.execute("3")).text == "3"
+            await kept.delete()
+            return result
+
+    assert asyncio.run(main()) == sync == "4"
+
+
+class RawServer:
+    """A TCP server that answers each connection with fixed bytes, then closes it."""
+
+    def __init__(self, reply: bytes) -> None:
+        import socket
+        import threading
+
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def test_sync_and_async_twins_fail_alike(gateway, tmp_path):
+    cut_stream = RawServer(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"1c\r\n{\"type\": \"start\", \"sessi")
+    hang_up = RawServer(b"")
+    cases = [  # (url, token, client timeout, code)
+        (_closed_port_url(), None, None, "print(1)"),
+        (f"unix:{tmp_path / 'no.sock'}", None, None, "print(1)"),
+        (gateway.url, gateway.token, 0.5, "import time; time.sleep(3)"),
+        (cut_stream.url, None, None, "print(1)"),
+        (hang_up.url, None, None, "print(1)"),
+    ]
+
+    def sync_failure(url, token, timeout, code):
+        with CodeRunner(url, token, timeout=timeout) as cr, pytest.raises(GatewayError) as info:
+            cr.execute(code)
+        return type(info.value).__name__, info.value.message, info.value.exit_code
+
+    async def async_failure(url, token, timeout, code):
+        async with AsyncCodeRunner(url, token, timeout=timeout) as acr:
+            with pytest.raises(GatewayError) as info:
+                await acr.execute(code)
+        return type(info.value).__name__, info.value.message, info.value.exit_code
+
+    try:
+        for case in cases:
+            sync = sync_failure(*case)
+            assert asyncio.run(async_failure(*case)) == sync, case
+            assert sync[0] == "GatewayUnavailable" and sync[2] == 69, sync
+        assert "did not answer within 0.5s" in sync_failure(*cases[2])[1]
+        assert "connection refused" in sync_failure(*cases[0])[1]
+        assert "the connection was closed" in sync_failure(*cases[3])[1]
+    finally:
+        cut_stream.close()
+        hang_up.close()
