@@ -56,7 +56,7 @@ def test_quickstart_ends_with_the_export_path_line(tmp_path):
     r = subprocess.run(["bash", str(repo / "scripts" / "quickstart")], env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[-1] == f'export PATH="{repo}/.venv/bin:$PATH"'
+    assert r.stdout.endswith(f'export PATH="{repo}/.venv/bin:$PATH"\n'), r.stdout
     calls = (tmp_path / "calls.log").read_text()
     assert "coderunner up --runtime local" in calls and "coderunner exec examples/hello.py" in calls
     assert os.path.isdir(repo / ".venv")
