@@ -156,3 +156,33 @@ def descendants(root: int) -> list[int]:
         found += kids
         frontier += kids
     return found
+
+
+def pids_holding(path: Path, timeout: float = 10) -> list[int]:
+    """Host pids of the processes that hold ``path`` open. Code runs in cells with PID
+    namespaces of their own, so the pid it prints means nothing here: it opens a marker
+    file in the workspace instead, and the test finds it by that. Inside a sandbox with
+    its own mount namespace the link reads as the sandbox's path (``/workspace/NAME``):
+    give such markers unique names."""
+    target = os.path.realpath(path)
+    inner = "/workspace/" + os.path.basename(target)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fds = os.listdir(f"/proc/{entry}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") in (target, inner):
+                        found.append(int(entry))
+                        break
+                except OSError:
+                    continue
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)

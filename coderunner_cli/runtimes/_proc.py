@@ -7,6 +7,7 @@ and a failure turned into :class:`CommandFailed` with argv, code and stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import subprocess
@@ -77,12 +78,72 @@ def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None
             raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
 
 
-def interactive(cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_to_stdout: bool = False) -> int:
+def interactive(cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_to_stdout: bool = False,
+                pty: bool = False) -> int:
     """Run attached to the terminal (shell, agents, logs); return its exit code.
-    ``stderr_to_stdout``: for logs, which are data even when the tool writes them to stderr."""
+    ``stderr_to_stdout``: for logs, which are data even when the tool writes them to stderr.
+    ``pty``: when stdin is a terminal, give the command a pseudo-terminal of its own and relay
+    it, so nothing inside can reach ours (TIOCSTI would type into the caller's shell)."""
+    import sys
+
     log.debug("interactive: %s", shlex.join(cmd))
     try:
+        if pty and sys.stdin.isatty():
+            return _pty_relay(cmd, env)
         return subprocess.call(cmd, env=dict(env) if env is not None else None,
                                stderr=subprocess.STDOUT if stderr_to_stdout else None)
     except FileNotFoundError:
         raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
+
+
+def _pty_relay(cmd: list[str], env: Mapping[str, str] | None) -> int:
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import sys
+    import termios
+    import tty
+
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    pid, master = pty.fork()  # the child: a new session whose controlling terminal is the pty
+    if pid == 0:
+        try:
+            os.execvpe(cmd[0], cmd, dict(env) if env is not None else os.environ)
+        finally:
+            os._exit(127)
+
+    def resize(*_: object) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
+
+    resize()
+    old_winch = signal.signal(signal.SIGWINCH, resize)
+    saved = termios.tcgetattr(stdin)
+    tty.setraw(stdin)
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select([master, stdin], [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if not data:
+                    break
+                os.write(master, data)
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

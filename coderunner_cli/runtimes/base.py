@@ -12,17 +12,24 @@ SANDBOX_WORKSPACE = "/workspace"
 SANDBOX_HOME = "/home/sandbox"
 SSH_SOCK = "/run/host-services/ssh-auth.sock"  # where Apple's --ssh puts it; we match it everywhere
 SECRETS = "/run/coderunner/secrets"  # the host's secrets dir, read-only: token, sandbox.env
-RUN_DIR = "/run/coderunner/run"      # with --no-network: the gateway's unix socket
+GATEWAY_DIR = "/run/coderunner/gateway"  # the gateway's own; closed to code (root 0700 in the image)
+RUN_DIR = f"{GATEWAY_DIR}/run"       # with --no-network: the gateway's unix socket
 USER_SKILLS = "/run/coderunner/skills"  # the host's skills dir, read-only
 
 
-def gateway_args(spec: ContainerSpec, *, host: str) -> list[str]:
-    """The gateway's command line inside an image-based sandbox."""
-    args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, "--token-file", f"{SECRETS}/token"]
+def gateway_args(spec: ContainerSpec, *, host: str, isolation: list[str] | tuple[str, ...] = (),
+                 token_from_env: bool = False) -> list[str]:
+    """The gateway's command line in the sandbox. ``isolation``: how it keeps code from
+    itself and sessions apart (``--isolation ...``), which each runtime decides;
+    ``token_from_env``: the token and environment come as environment variables
+    (docker/podman/apple ``-e NAME``) rather than as files in the secrets dir."""
+    args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, *isolation]
+    if not token_from_env:
+        args += ["--token-file", f"{SECRETS}/token"]
+        if spec.env_file is not None:
+            args += ["--env-file", f"{SECRETS}/sandbox.env"]
     if spec.skills_dir is not None:
         args += ["--user-skills-dir", USER_SKILLS]
-    if spec.env_file is not None:
-        args += ["--env-file", f"{SECRETS}/sandbox.env"]
     if spec.network:
         args += ["--host", host, "--port", str(GATEWAY_PORT)]
     else:
@@ -65,7 +72,6 @@ class ContainerSpec:
     skills_dir: Path | None = None  # the user's skills, mounted read-only
     cpus: float | None = None
     memory: str | None = None
-    pids: int | None = None
     mounts: list[Mount] = field(default_factory=list)
     ssh_agent: str | None = None   # host socket path to forward
     network: bool = True

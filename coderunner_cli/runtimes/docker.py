@@ -12,6 +12,7 @@ from . import _proc
 from .base import (
     GATEWAY_PORT,
     RUN_DIR,
+    SANDBOX_HOME,
     SANDBOX_WORKSPACE,
     SSH_SOCK,
     USER_SKILLS,
@@ -19,6 +20,17 @@ from .base import (
     Status,
     gateway_args,
 )
+
+PIDS_LIMIT = 1024
+TMPFS_SIZE = "1g"
+GATEWAY_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL")
+
+
+def code_ids() -> tuple[int, int]:
+    """The uid/gid code runs as in the container: yours, so workspace files stay yours;
+    the image's `sandbox` (1000) when you are root."""
+    uid, gid = os.getuid(), os.getgid()
+    return (uid, gid) if uid != 0 else (1000, 1000)
 
 
 class DockerRuntime:
@@ -60,38 +72,43 @@ class DockerRuntime:
         return Status("running" if status == "running" else "stopped", status)
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
+        uid, gid = code_ids()
         cmd = [self.binary, "run", "-d", "--name", spec.name, "--init",
                "--label", "coderunner=1", "--hostname", "coderunner"]
         if spec.cpus:
             cmd += ["--cpus", f"{spec.cpus:g}"]
         if spec.memory:
             cmd += ["--memory", spec.memory]
-        cmd += ["--pids-limit", str(spec.pids or 1024), "--security-opt", "no-new-privileges"]
+        cmd += ["--pids-limit", str(PIDS_LIMIT), "--security-opt", "no-new-privileges"]
+        # the gateway is root with only what running code as another identity needs;
+        # the code it runs has no capability at all
+        cmd += ["--cap-drop", "ALL", *[a for cap in GATEWAY_CAPS for a in ("--cap-add", cap)]]
+        # nothing of the image is writable; scratch space is sized tmpfs in the sandbox's memory
+        cmd += ["--read-only", "--tmpfs", f"/tmp:rw,nosuid,nodev,size={TMPFS_SIZE}",
+                "--tmpfs", "/run:rw,nosuid,nodev,size=64m", "--tmpfs", "/var/tmp:rw,nosuid,nodev,size=64m"]
         if spec.network:
             cmd += ["-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
         else:
             cmd += ["--network", "none", "-v", f"{spec.run_dir}:{RUN_DIR}"]
         if spec.workspace is not None:
             cmd += ["-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
-        # secrets as environment taken from our own (names only in argv): a bind-mounted
-        # 0600 file would be unreadable by the image's non-root user
+        # secrets as environment taken from our own (names only in argv)
         cmd += ["-e", "CODERUNNER_TOKEN"]
         for key in self._env_names(spec):
             cmd += ["-e", key]
-        if os.getuid() != 0:
-            cmd += ["--user", f"{os.getuid()}:{os.getgid()}"]  # workspace files stay yours
         if spec.skills_dir is not None:
             cmd += ["-v", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         for m in spec.mounts:
             cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
         if spec.ssh_agent:
             cmd += ["-v", f"{spec.ssh_agent}:{SSH_SOCK}", "-e", f"SSH_AUTH_SOCK={SSH_SOCK}"]
-        args = gateway_args(spec, host="0.0.0.0")
-        for flag in ("--token-file", "--env-file"):  # the environment carries them here
-            if flag in args:
-                i = args.index(flag)
-                del args[i:i + 2]
-        return [*cmd, spec.image, *args]
+        isolation = ["--isolation", "setid", "--code-uid", str(uid), "--code-gid", str(gid),
+                     "--base-home", SANDBOX_HOME]
+        for key in self._env_names(spec):
+            isolation += ["--pass-env", key]
+        if not spec.network:
+            isolation += ["--socket-owner", f"{os.getuid()}:{os.getgid()}"]
+        return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0", isolation=isolation, token_from_env=True)]
 
     @staticmethod
     def _env_names(spec: ContainerSpec) -> list[str]:
@@ -113,10 +130,8 @@ class DockerRuntime:
     def create(self, spec: ContainerSpec) -> str:
         if spec.network and not spec.host_port:
             spec.host_port = free_port()
-        if os.getuid() == 0:  # the image's user must write the workspace (and the socket dir)
-            for path in (spec.workspace, None if spec.network else spec.run_dir):
-                if path is not None:
-                    _chown_tree(path, 1000, 1000)
+        if os.getuid() == 0 and spec.workspace is not None:  # the code's uid must write the workspace
+            _chown_tree(spec.workspace, *code_ids())
         _proc.run(self.run_argv(spec), timeout=300, env=self._run_env(spec))
         return self.url(spec.name)
 

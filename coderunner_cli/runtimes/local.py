@@ -1,16 +1,31 @@
 """``local``: the gateway in a bubblewrap process sandbox on this machine.
 
 Weaker than a VM or a container, and said so: it shares the host kernel and
-uses no cgroups (``--cpus``/``--memory`` are not enforced). What it does:
-only system directories and the Python that runs the gateway are visible,
-read-only; the user's home and its secrets are not; a private writable
-workspace; its own user (uid 1000, no capabilities), PID, IPC and UTS
-namespaces; it dies with its bwrap parent; ``--no-network`` gives it an empty
-network namespace and the gateway listens on a unix socket instead.
+uses no cgroups (``--cpus``/``--memory`` are not enforced). Two layers:
+
+* the outer sandbox holds the gateway: only system directories and the
+  Python that runs it are visible, read-only; the user's home and its
+  secrets are not; its own user (uid 1000, no capabilities), PID, IPC and
+  UTS namespaces; it dies with its supervisor (a waiting shell). bwrap
+  itself starts from an empty environment, so nothing of the caller's
+  (API keys, ``SSH_AUTH_SOCK``) is in any ``/proc/PID/environ`` inside. The
+  token and the environment file reach the gateway on inherited file
+  descriptors, never as files in its view.
+* the gateway runs every script and kernel in a cell of its own
+  (``--isolation bwrap``, see the gateway's ``jail.py``): nested namespaces
+  with no view of the gateway, its socket or other sessions. For that it
+  needs a procfs without bwrap's read-only overmounts somewhere in its mount
+  namespace: the host's ``/proc`` is bound at a path only it can see.
+
+Run as root, bwrap would map the sandbox's uid to host root (a setuid file
+left in the workspace would be setuid root on the host): then the outer
+sandbox is set up as root and the gateway dropped to an unprivileged uid
+(``$SUDO_UID``, else ``nobody``) before it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,10 +38,10 @@ from .. import paths
 from ..errors import RuntimeUnavailable, SandboxNotRunning, UsageError
 from . import _proc
 from .base import (
+    GATEWAY_DIR,
     RUN_DIR,
     SANDBOX_HOME,
     SANDBOX_WORKSPACE,
-    SECRETS,
     SSH_SOCK,
     USER_SKILLS,
     ContainerSpec,
@@ -35,7 +50,31 @@ from .base import (
 )
 
 SUPERVISOR = "coderunner-sandbox"  # $0 of the parent shell: how `ps` and we recognise it
-ETC_FILES = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "ssl", "ca-certificates",
+HOST_PROC = f"{GATEWAY_DIR}/hostproc"  # a procfs the gateway's cells may mount a fresh /proc beside
+TOKEN_FD, ENV_FD = 3, 4
+# The supervisor: opens the token and environment files for bwrap to pass on, then waits for it
+SUPERVISE = 'exec 3<"$1" 4<"$2"; shift 2; bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?'
+# As root: drop to the gateway's uid inside the outer sandbox, before anything of ours runs
+DROP = ("import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setgid(g); os.setuid(u); "
+        "os.execv(sys.argv[3], sys.argv[3:])")
+TMPFS_BYTES = 1 << 30  # each of the outer sandbox's /tmp, /home, /run (tmpfs in host RAM)
+# Where the gateway's Python and packages live (run by that Python); see _python_dirs
+PYTHON_DIRS = r"""
+import importlib.util, json, os, sys
+want = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+for name in ("coderunner_gateway", "ipykernel", "jupyter_client", "IPython"):
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.origin:
+        want.add(os.path.dirname(os.path.dirname(spec.origin)))
+want |= {p for p in sys.path if os.path.isabs(p) and os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")}
+homes = {os.path.realpath(os.path.expanduser("~")), os.path.realpath(os.getcwd()), "/", "/home", "/root", "/tmp"}
+keep = []
+for p in sorted({os.path.realpath(w) for w in want if w and os.path.isabs(w) and os.path.isdir(w)}):
+    if p not in homes and not any(p == k or p.startswith(k + "/") for k in keep):
+        keep.append(p)
+print(json.dumps(keep))
+"""
+ETC_FILES = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
              "ca-certificates.conf", "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "fonts",
              "mime.types", "os-release", "gai.conf", "host.conf", "protocols", "services", "matplotlibrc",
              "chromium", "chromium.d", "pki", "crypto-policies")
@@ -84,15 +123,23 @@ class LocalRuntime:
 
     def create(self, spec: ContainerSpec) -> str:
         run_dir = spec.run_dir or paths.ensure_private_dir(paths.home() / "run")
+        workspace = spec.workspace or paths.workspace()
+        workspace.mkdir(parents=True, exist_ok=True)
         ready = run_dir / "ready.json"
         ready.unlink(missing_ok=True)
+        owner = gateway_owner()
+        if owner is not None:  # root: the gateway's uid owns what it writes
+            for path in (workspace, run_dir):
+                _chown_tree(path, *owner)
         # bwrap --die-with-parent needs a parent that lives as long as the
         # sandbox: a shell that waits for it. Killing it (even -9) ends all.
         argv = self.argv(spec, run_dir)
         paths.write_private(_argv_file(spec.name), json.dumps(argv))  # `shell` reuses the sandbox's view
-        cmd = ["sh", "-c", 'bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?', SUPERVISOR, *argv]
+        env_file = spec.env_file if spec.env_file is not None and spec.env_file.exists() else "/dev/null"
+        cmd = ["sh", "-c", SUPERVISE, SUPERVISOR, str(spec.secrets_dir / "token"), str(env_file), *argv]
         log = paths.log_file()
-        proc = _proc.spawn(cmd, log_path=str(log))
+        # an empty environment: bwrap's own process (pid 1 inside) keeps the one it was given
+        proc = _proc.spawn(cmd, log_path=str(log), env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"})
         paths.write_private(paths.home() / f"{spec.name}.pid", str(proc.pid))
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -110,10 +157,13 @@ class LocalRuntime:
 
     def argv(self, spec: ContainerSpec, run_dir: Path) -> list[str]:
         workspace = spec.workspace or paths.workspace()
-        workspace.mkdir(parents=True, exist_ok=True)
+        owner = gateway_owner()
         cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
-               "--hostname", "coderunner", "--clearenv"]
+               "--unshare-cgroup-try", "--hostname", "coderunner", "--clearenv"]
+        if owner is None:  # a user: its own user namespace, where it is uid 1000 without capabilities
+            cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
+        else:  # root: set up as root, keep only what dropping to the gateway's uid needs
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         if not spec.network:
             cmd.append("--unshare-net")
         cmd += ["--ro-bind", "/usr", "/usr"]
@@ -123,19 +173,34 @@ class LocalRuntime:
                 cmd += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 cmd += ["--ro-bind", str(path), str(path)]
+        made: set[str] = set()
+
+        def parents(path: str) -> list[str]:
+            """``--dir`` for the dirs above ``path``, traversable: bwrap makes them 0700, which
+            as root (the gateway then runs as another uid) would lock the gateway out."""
+            out: list[str] = []
+            for parent in reversed(Path(path).parents[:-1]):
+                p = str(parent)
+                if p not in made and not p.startswith(("/usr", "/tmp", "/home", "/run", "/proc", "/dev")):
+                    made.add(p)
+                    out += ["--perms", "0755", "--dir", p]
+            return out
+
         for name in ETC_FILES:
             if os.path.lexists(f"/etc/{name}"):
-                cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--dir", SANDBOX_HOME,
-                "--tmpfs", "/run"]
+                cmd += [*parents(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+                "--size", str(TMPFS_BYTES), "--tmpfs", "/home", "--perms", "01777", "--dir", SANDBOX_HOME,
+                "--size", str(TMPFS_BYTES), "--tmpfs", "/run", "--dir", GATEWAY_DIR, "--bind", "/proc", HOST_PROC]
         for path in self._python_dirs():
-            cmd += ["--ro-bind", path, path]
-        cmd += ["--bind", str(workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR,
-                "--ro-bind", str(spec.secrets_dir), SECRETS]
+            cmd += [*parents(path), "--ro-bind", path, path]
+        cmd += ["--bind", str(workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR]
+        shares: list[str] = []
         if spec.skills_dir is not None:
             cmd += ["--ro-bind", str(spec.skills_dir), USER_SKILLS]
         for m in spec.mounts:
-            cmd += ["--ro-bind" if m.read_only else "--bind", m.source, m.target]
+            cmd += [*parents(m.target), "--ro-bind" if m.read_only else "--bind", m.source, m.target]
+            shares += ["--share-ro" if m.read_only else "--share", m.target]
         if spec.ssh_agent:
             cmd += ["--dir", os.path.dirname(SSH_SOCK), "--bind", spec.ssh_agent, SSH_SOCK,
                     "--setenv", "SSH_AUTH_SOCK", SSH_SOCK]
@@ -144,38 +209,32 @@ class LocalRuntime:
                "CODERUNNER_SANDBOX": "local"}
         for key, value in env.items():
             cmd += ["--setenv", key, value]
-        gateway = gateway_args(spec, host="127.0.0.1")
+        isolation = ["--isolation", "bwrap", "--base-home", SANDBOX_HOME, *shares,
+                     "--token-fd", str(TOKEN_FD), "--env-fd", str(ENV_FD)]
+        gateway = gateway_args(spec, host="127.0.0.1", isolation=isolation, token_from_env=True)
         if spec.network:  # the host's network: any free loopback port, read back from the ready file
             gateway[gateway.index("--port") + 1] = str(spec.host_port or 0)
-        return [*cmd, "--chdir", SANDBOX_WORKSPACE, "--", self.python, "-m", "coderunner_gateway", *gateway[1:],
-                "--ready-file", f"{RUN_DIR}/ready.json"]
+        python = [self.python, "-m", "coderunner_gateway", *gateway[1:], "--ready-file", f"{RUN_DIR}/ready.json"]
+        if owner is not None:
+            python = [self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]), *python]
+        return [*cmd, "--chdir", SANDBOX_WORKSPACE, "--", *python]
 
     def _python_dirs(self) -> list[str]:
-        """The gateway's Python, its packages and (editable) source, nothing else of $HOME."""
-        probe = _proc.run([self.python, "-c", (
-            "import sys, os, json, importlib.util as u\n"
-            "spec = u.find_spec('coderunner_gateway')\n"
-            "pkg = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else None\n"
-            "print(json.dumps([sys.prefix, sys.base_prefix, pkg] + [p for p in sys.path if p]))")])
-        keep: list[str] = []
-        for p in json.loads(probe.stdout):
-            if not p or not os.path.isdir(p):
-                continue
-            real = os.path.realpath(p)
-            if real.startswith(("/usr/", "/etc/")) or real == "/usr":
-                continue
-            if not any(real == k or real.startswith(k + "/") for k in keep):
-                keep = [k for k in keep if not k.startswith(real + "/")] + [real]
-        return keep
+        """The gateway's Python, its packages and (editable) source: never an empty or relative
+        ``sys.path`` entry, the current directory, or a home above them (``PYTHONPATH=:``)."""
+        probe = _proc.run([self.python, "-c", PYTHON_DIRS], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        return [p for p in json.loads(probe.stdout) if not p.startswith(("/usr/", "/etc/")) and p != "/usr"]
 
     def resume(self, name: str) -> str:
         raise SandboxNotRunning("the local sandbox is not running")  # `up` creates it again
 
     def stop(self, name: str, timeout: float) -> None:
+        """SIGTERM to the gateway alone, as when it runs by itself: it ends running code
+        (streams end with ``died``) and exits, and the sandbox with it."""
         pid = _pid_file(name)
         if not pid or not _is_sandbox(pid):
             return
-        gateways = [p for p in _descendants(pid) if b"coderunner_gateway" in _cmdline(p)]
+        gateways = [p for p in _descendants(pid) if _is_gateway(_cmdline(p))]
         for p in gateways or [pid]:
             _signal(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -210,15 +269,65 @@ class LocalRuntime:
         return 0
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
-        """A new bwrap with the running sandbox's filesystem, workspace and environment.
-        (Joining the gateway's own namespaces would need setns into bwrap's user
-        namespace, which the kernel refuses here.)"""
+        """A new bwrap with the running sandbox's filesystem, workspace and environment, but
+        not the gateway's run dir or procfs. (Joining the gateway's own namespaces would need
+        setns into bwrap's user namespace, which the kernel refuses here.) It keeps
+        ``--new-session``: it talks to a pseudo-terminal we relay, so a TIOCSTI from inside
+        reaches only that, never the terminal this command was started from."""
         if self.status(name).state != "running":
             raise SandboxNotRunning()
         saved = json.loads(_argv_file(name).read_text())
-        options = [a for a in saved[:saved.index("--")] if a != "--new-session"]  # keep the terminal
-        load_env = f'set -a; [ -r {SECRETS}/sandbox.env ] && . {SECRETS}/sandbox.env; set +a; exec "$@"'
-        return _proc.interactive([*options, "--", "bash", "-c", load_env, "coderunner-shell", *argv])
+        options = _without_gateway_mounts(saved[:saved.index("--")])
+        env_file = paths.env_file()
+        if env_file.exists():
+            options += ["--ro-bind", str(env_file), f"{GATEWAY_DIR}/sandbox.env"]
+        load_env = f'set -a; [ -r {GATEWAY_DIR}/sandbox.env ] && . {GATEWAY_DIR}/sandbox.env; set +a; exec "$@"'
+        cmd = [*options, "--", "bash", "-c", load_env, "coderunner-shell", *argv]
+        if "--cap-add" in options:  # root: the shell too runs as the gateway's uid
+            owner = gateway_owner() or (65534, 65534)
+            cmd = [*options, "--", self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]),
+                   "/bin/bash", "-c", load_env, "coderunner-shell", *argv]
+        if sys.stdin.isatty():  # a terminal: the relayed pty is the shell's own, job control works
+            cmd = [a for a in cmd if a != "--new-session"]
+        return _proc.interactive(cmd, env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin",
+                                           "TERM": os.environ.get("TERM", "xterm")}, pty=True)
+
+
+def _without_gateway_mounts(options: list[str]) -> list[str]:
+    """The sandbox's bwrap options minus what only the gateway may see."""
+    out: list[str] = []
+    i = 0
+    while i < len(options):
+        if options[i] in ("--bind", "--ro-bind") and i + 2 < len(options) + 1 and \
+                options[i + 2] in (RUN_DIR, HOST_PROC):
+            i += 3
+            continue
+        out.append(options[i])
+        i += 1
+    return out
+
+
+def gateway_owner() -> tuple[int, int] | None:
+    """Root: the unprivileged uid/gid the gateway runs as (the sudoer's, else nobody's).
+    A user: None (bwrap's user namespace maps the user to uid 1000)."""
+    if os.geteuid() != 0:
+        return None
+    uid = int(os.environ.get("SUDO_UID") or 0) or 65534
+    gid = int(os.environ.get("SUDO_GID") or 0) or 65534
+    return uid, gid
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            with contextlib.suppress(OSError):
+                os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def _is_gateway(cmdline: bytes) -> bool:
+    args = cmdline.split(b"\0")
+    return b"-m" in args[:3] and b"coderunner_gateway" in args[:4] and not args[0].endswith(b"bwrap")
 
 
 def _argv_file(name: str) -> Path:

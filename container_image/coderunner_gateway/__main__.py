@@ -19,8 +19,10 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 from . import __version__
+from .jail import MODES, IsolationUnavailable, JailConfig, make_jail, no_new_privs_and_undumpable
 from .settings import MiB, Settings, read_env_file
 
 log = logging.getLogger("coderunner_gateway")
@@ -36,6 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default=os.environ.get("CODERUNNER_WORKSPACE") or os.getcwd(),
                    help="directory code runs in (default: $CODERUNNER_WORKSPACE or the current directory)")
     p.add_argument("--token-file", help="read the API token from this file (else $CODERUNNER_TOKEN)")
+    p.add_argument("--token-fd", type=int, help="read the API token from this inherited file descriptor")
+    p.add_argument("--env-fd", type=int, help="read KEY=VALUE lines (as --env-file) from this inherited descriptor")
+    p.add_argument("--isolation", choices=MODES, default=os.environ.get("CODERUNNER_ISOLATION", "auto"),
+                   help="how code is kept from the gateway and from other sessions: bwrap (a nested "
+                        "bubblewrap sandbox per script and kernel), setid (gateway as root, code as --code-uid "
+                        "with a group per session), none, or auto (bwrap, else setid when root; the default)")
+    p.add_argument("--code-uid", type=int, default=1000, help="setid: the uid code runs as (default 1000)")
+    p.add_argument("--code-gid", type=int, default=1000, help="setid: the group of the workspace (default 1000)")
+    p.add_argument("--base-home", help="a home whose entries (mounted credentials) each session's home links to")
+    p.add_argument("--share", action="append", default=[], metavar="PATH",
+                   help="bwrap: a path (a user mount) code sees read-write (repeatable)")
+    p.add_argument("--share-ro", action="append", default=[], metavar="PATH",
+                   help="bwrap: a path code sees read-only (repeatable)")
+    p.add_argument("--cell-tmp-size", type=int, default=1024, metavar="MiB",
+                   help="bwrap: size of each script's and session's private /tmp (default 1024 MiB)")
+    p.add_argument("--socket-owner", metavar="UID:GID", help="chown the --uds socket (the host user's ids)")
+    p.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                   help="hand this variable of the gateway's environment to the code (repeatable; "
+                        "docker/podman/apple pass the config's keys as `-e NAME`)")
     p.add_argument("--env-file", action="append", default=[],
                    help="KEY=VALUE lines added to the environment of the code it runs (repeatable)")
     p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
@@ -65,7 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    token = os.environ.pop("CODERUNNER_TOKEN", None)  # children must not inherit it
+    token = None
+    if args.token_fd is not None:
+        with os.fdopen(args.token_fd, "rb") as f:
+            token = f.read().decode().strip()
     if args.token_file:
         try:
             with open(args.token_file, encoding="utf-8") as f:
@@ -75,14 +99,42 @@ def _token(args: argparse.Namespace) -> str | None:
     return token or None
 
 
+def _reexec_without_token(argv: list[str]) -> None:
+    """``os.environ.pop`` leaves the token in ``/proc/PID/environ`` (the kernel keeps the
+    first environment): start again without it, the token on a pipe."""
+    token = os.environ.get("CODERUNNER_TOKEN")
+    if token is None:
+        return
+    r, w = os.pipe()
+    os.write(w, token.encode())
+    os.close(w)
+    os.set_inheritable(r, True)
+    env = {k: v for k, v in os.environ.items() if k != "CODERUNNER_TOKEN"}
+    os.execve(sys.executable, [sys.executable, "-m", "coderunner_gateway", *argv, "--token-fd", str(r)], env)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    _reexec_without_token(argv)
+    no_new_privs_and_undumpable()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     workspace = os.path.abspath(args.workspace)
     if not os.path.isdir(workspace):
         sys.exit(f"coderunner-gateway: workspace {workspace} is not a directory: create it or pass --workspace")
     extra_env: dict[str, str] = {}
+    if args.env_fd is not None:  # handed over by the runtime; read, then closed so nothing inherits it
+        with os.fdopen(args.env_fd, "rb") as f, tempfile.NamedTemporaryFile("wb", prefix="coderunner-env-") as tmp:
+            tmp.write(f.read())
+            tmp.flush()
+            try:
+                extra_env.update(read_env_file(tmp.name))
+            except ValueError as exc:
+                sys.exit(f"coderunner-gateway: --env-fd {args.env_fd}: {exc}")
+    for name in args.pass_env:
+        if name in os.environ and name != "CODERUNNER_TOKEN":
+            extra_env[name] = os.environ[name]
     for path in args.env_file:
         try:
             extra_env.update(read_env_file(path))
@@ -90,7 +142,21 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"coderunner-gateway: cannot read --env-file {path}: {exc.strerror}")
         except ValueError as exc:
             sys.exit(f"coderunner-gateway: {exc}")
+    runtime_dir = _runtime_dir(workspace)
+    try:
+        jail = make_jail(JailConfig(
+            mode=args.isolation, runtime_dir=runtime_dir, workspace=workspace, code_uid=args.code_uid,
+            code_gid=args.code_gid, base_home=args.base_home, shares=args.share,
+            shares_ro=[p for p in [*args.share_ro, args.user_skills_dir, os.environ.get("SSH_AUTH_SOCK")] if p],
+            tmp_size=max(1, args.cell_tmp_size) * MiB,
+        ))
+    except (IsolationUnavailable, OSError) as exc:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        sys.exit(f"coderunner-gateway: {exc}")
+    log.info("code runs isolated: %s", jail.describe())
     settings = Settings(
+        runtime_dir=runtime_dir,
+        jail=jail,
         extra_env=extra_env,
         workspace=workspace,
         token=_token(args),
@@ -104,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         user_skills_dir=args.user_skills_dir,
         chromium=args.chromium,
     )
-    os.chmod(settings.runtime_dir, 0o700)
+    os.chmod(settings.runtime_dir, 0o711 if jail.name == "setid" else 0o700)
     if settings.token is None:
         log.warning("no token set (CODERUNNER_TOKEN or --token-file): the API is open to anyone who can reach it")
     try:
@@ -149,11 +215,15 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     server = Server(config)
     if args.uds:
+        _socket_dir(args.uds)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(args.uds)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(args.uds)
         os.chmod(args.uds, 0o600)
+        if args.socket_owner:
+            uid, _, gid = args.socket_owner.partition(":")
+            os.chown(args.uds, int(uid), int(gid or uid))
         url = f"unix:{args.uds}"
     else:
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -189,6 +259,28 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     finally:
         announcer.cancel()
         await gateway.close()
+
+
+def _runtime_dir(workspace: str) -> str:
+    """The gateway's private dir (cells, kernel files): in $TMPDIR or /tmp, never in the
+    workspace that code shares (tempfile would fall back to the current directory)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    real, ws = os.path.realpath(base), os.path.realpath(workspace)
+    if real == ws or real.startswith(ws + os.sep) or not os.access(base, os.W_OK | os.X_OK):
+        sys.exit(f"coderunner-gateway: cannot make its private dir in {base} (not writable, or inside the "
+                 "workspace): set TMPDIR to a private writable directory")
+    return tempfile.mkdtemp(prefix="coderunner-gw-", dir=base)
+
+
+def _socket_dir(path: str) -> None:
+    """Create the socket's directory (Apple's --publish-socket creates none in the guest);
+    as root, close the root-owned directories above it, so code (never root) cannot reach it."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    if os.geteuid() == 0:
+        for d in (parent, os.path.dirname(parent)):
+            if d not in ("/", "/run", "/tmp", "/var/run") and os.stat(d).st_uid == 0:
+                os.chmod(d, 0o700)
 
 
 if __name__ == "__main__":

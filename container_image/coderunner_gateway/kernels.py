@@ -14,9 +14,6 @@ import os
 import queue
 import secrets
 import shlex
-import signal
-import tempfile
-import uuid
 from typing import Any, Protocol
 
 from .events import Sink
@@ -115,41 +112,58 @@ class Backend(Protocol):
     async def interrupt(self) -> None: ...
     async def is_alive(self) -> bool: ...
     async def shutdown(self) -> None: ...
-    def pids(self) -> list[int]: ...
 
 
 class PythonKernel:
     language = "python"
     INTERRUPT_GRACE = 5.0
 
-    def __init__(self, km: Any, kc: Any) -> None:
+    def __init__(self, km: Any, kc: Any, cell: Any, settings: Settings) -> None:
         self.km = km
         self.kc = kc
+        self.cell = cell
+        self.settings = settings
 
     @classmethod
     async def start(cls, settings: Settings) -> PythonKernel:
         from jupyter_client import AsyncKernelManager
 
-        kid = uuid.uuid4().hex[:12]
-        km = AsyncKernelManager(
-            kernel_name="python3",
-            transport="ipc",
-            ip=os.path.join(settings.runtime_dir, f"k-{kid}"),
-            connection_file=os.path.join(settings.runtime_dir, f"kernel-{kid}.json"),
-        )
-        # the kernel runs our Python, whatever kernelspecs the machine has
-        km.kernel_spec.argv[0] = settings.python
-        await km.start_kernel(cwd=settings.workspace, env=settings.child_env(kernel=True))
+        jail = settings.jail
+        cell = jail.open_cell("kernel")
+        try:
+            km = AsyncKernelManager(
+                kernel_name="python3",
+                transport="ipc",
+                ip=cell.path("k"),
+                connection_file=cell.path("kernel.json"),
+            )
+            # the kernel runs our Python, whatever kernelspecs the machine has, inside its cell;
+            # it interrupts itself on a control message (a signal would reach only the cell's bwrap)
+            spec = km.kernel_spec
+            spec.argv = jail.command(cell, [settings.python, *spec.argv[1:]])
+            spec.interrupt_mode = "message"
+            km.write_connection_file()
+            os.chmod(km.connection_file, 0o640)  # the cell's group (setid) reads it; nobody else
+            jail.give(cell, km.connection_file)
+            # independent: no parent-pid poller (the gateway's pid means nothing in the cell's
+            # PID namespace); the cell dies with the gateway instead
+            await km.start_kernel(cwd=settings.workspace, env=jail.env(cell, settings.child_env(kernel=True)),
+                                  independent=True, **jail.popen_kwargs(cell))
+            cell.pid = km.provisioner.pid if km.provisioner is not None else None
+        except BaseException:
+            jail.close_cell(cell)
+            raise
         kc = km.client()
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=60)
-            kernel = cls(km, kc)
+            kernel = cls(km, kc, cell, settings)
             await kernel._run_silent(KERNEL_INIT)
             await kernel._run_silent(KERNEL_INIT_2)
         except BaseException:
             kc.stop_channels()
             await km.shutdown_kernel(now=True)
+            jail.close_cell(cell)
             raise
         return kernel
 
@@ -157,10 +171,6 @@ class PythonKernel:
         msg_id = self.kc.execute(code, silent=True, store_history=False)
         if await self._reply(msg_id, timeout=30) is None:
             raise RuntimeError("the new kernel did not answer its set-up code")
-
-    def pids(self) -> list[int]:
-        proc = getattr(self.km.provisioner, "process", None)
-        return [proc.pid] if proc is not None else []
 
     async def is_alive(self) -> bool:
         return bool(await self.km.is_alive())
@@ -174,7 +184,8 @@ class PythonKernel:
         with contextlib.suppress(Exception):
             await self.km.shutdown_kernel(now=True)
         with contextlib.suppress(Exception):
-            self.km.cleanup_resources()
+            await self.km._async_cleanup_resources()
+        self.settings.jail.close_cell(self.cell)
 
     async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -271,25 +282,30 @@ class BashProcess:
 
     language = "bash"
 
-    def __init__(self, proc: asyncio.subprocess.Process, settings: Settings) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, settings: Settings, cell: Any) -> None:
         self.proc = proc
         self.settings = settings
+        self.cell = cell
 
     @classmethod
     async def start(cls, settings: Settings) -> BashProcess:
-        proc = await asyncio.create_subprocess_exec(
-            settings.bash, "--noprofile", "--norc",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=settings.workspace,
-            env=settings.child_env(),
-            start_new_session=True,
-        )
-        return cls(proc, settings)
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid]
+        jail = settings.jail
+        cell = jail.open_cell("bash")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *jail.command(cell, [settings.bash, "--noprofile", "--norc"]),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=settings.workspace,
+                env=jail.env(cell, settings.child_env()),
+                **jail.popen_kwargs(cell),
+            )
+        except BaseException:
+            jail.close_cell(cell)
+            raise
+        cell.pid = proc.pid
+        return cls(proc, settings, cell)
 
     async def is_alive(self) -> bool:
         return self.proc.returncode is None
@@ -298,20 +314,22 @@ class BashProcess:
         self._kill()
 
     def _kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.settings.jail.kill(self.cell)
 
     async def shutdown(self) -> None:
         self._kill()
         with contextlib.suppress(Exception):
             await self.proc.wait()
+        self.settings.jail.close_cell(self.cell)
 
     async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
         # output_limit: a pipe has backpressure; the Collector's cap suffices
         marker = f"\x1e__coderunner_{secrets.token_hex(8)}__".encode()
-        fd, path = tempfile.mkstemp(prefix="cell-", suffix=".sh", dir=self.settings.runtime_dir)
+        path = self.cell.path(f"cell-{secrets.token_hex(6)}.sh")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(code)
+        self.settings.jail.give(self.cell, path)
         m = marker.decode()
         command = (
             f"source {shlex.quote(path)} </dev/null\n"
@@ -434,9 +452,6 @@ class KernelPool:
             await kernel.shutdown()
         self.refill()
         return await PythonKernel.start(self.settings)
-
-    def pids(self) -> list[int]:
-        return [pid for k in self.warm for pid in k.pids()]
 
     async def close(self) -> None:
         self._closed = True

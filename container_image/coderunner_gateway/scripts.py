@@ -19,16 +19,13 @@ import codecs
 import contextlib
 import json
 import os
-import shutil
-import signal
-import tempfile
 from typing import Any
 
 from .events import Sink
 from .outcome import Outcome
 from .settings import Settings
 
-TAG_STDOUT, TAG_STDERR, TAG_ERROR = 1, 2, 3
+TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT = 1, 2, 3, 4
 
 BOOTSTRAP = r"""
 def _coderunner_boot():
@@ -74,8 +71,14 @@ def _coderunner_boot():
         source = f.read()
     try:
         exec(compile(source, shown, "exec", dont_inherit=True), g)
-    except SystemExit:
-        raise
+    except SystemExit as exc:
+        code = exc.code
+        if code is not None and not isinstance(code, int):
+            sys.stderr.write(str(code) + "\n")
+            sys.stderr.flush()
+            exc = SystemExit(1)
+        send(b"\x04", str(int(code) if isinstance(code, int) else 0 if code is None else 1).encode())
+        raise exc
     except BaseException as exc:
         import traceback, json, linecache
         text = source.decode("utf-8", "replace")
@@ -86,7 +89,10 @@ def _coderunner_boot():
         sys.stderr.write("".join(lines))
         sys.stderr.flush()
         send(b"\x03", json.dumps({"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}).encode())
-        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        send(b"\x04", str(code).encode())
+        raise SystemExit(code)
+    send(b"\x04", b"0")
 _coderunner_boot()
 """
 
@@ -104,12 +110,12 @@ class ScriptRunner:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.running: set[int] = set()  # process group ids
+        self.running: dict[int, Any] = {}  # pid -> its cell
 
     def kill_all(self) -> None:
-        """End every running script's process group (shutdown)."""
-        for pgid in list(self.running):
-            _killpg(pgid)
+        """End every running script and all it started (shutdown)."""
+        for cell in list(self.running.values()):
+            self.settings.jail.kill(cell)
 
     async def run(
         self,
@@ -123,10 +129,13 @@ class ScriptRunner:
         timeout: float | None,
         filename: str | None,
     ) -> Outcome:
-        tmp = tempfile.mkdtemp(prefix="run-", dir=self.settings.runtime_dir)
-        path = os.path.join(tmp, _safe_name(filename, language))
-        with open(path, "w", encoding="utf-8") as f:
+        jail = self.settings.jail
+        cell = jail.open_cell("run")
+        path = cell.path(_safe_name(filename, language))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(code)
+        jail.give(cell, path)
         chan_r = chan_w = -1
         try:
             if language == "python":
@@ -142,26 +151,27 @@ class ScriptRunner:
             loop = asyncio.get_running_loop()
             transport, protocol = await loop.subprocess_exec(
                 lambda: _Protocol(limit=1 << 16, loop=loop),
-                *cmd,
+                *jail.command(cell, cmd),
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.settings.workspace,
-                env=self.settings.child_env(env),
-                start_new_session=True,
+                env=jail.env(cell, self.settings.child_env(env)),
                 pass_fds=pass_fds,
+                **jail.popen_kwargs(cell),
             )
             proc = asyncio.subprocess.Process(transport, protocol, loop)
+            cell.pid = proc.pid
             if chan_w >= 0:
                 os.close(chan_w)
                 chan_w = -1
-            self.running.add(proc.pid)
+            self.running[proc.pid] = cell
             try:
-                return await self._supervise(proc, protocol.exited, sink, chan_r, stdin, timeout)
+                return await self._supervise(proc, protocol.exited, sink, chan_r, stdin, timeout, cell)
             finally:
                 chan_r = -1  # owned (and closed) by the reader's transport
-                _killpg(proc.pid)
-                self.running.discard(proc.pid)
+                jail.kill(cell)
+                self.running.pop(proc.pid, None)
                 if proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
@@ -170,28 +180,30 @@ class ScriptRunner:
             for fd in (chan_r, chan_w):
                 if fd >= 0:
                     os.close(fd)
-            shutil.rmtree(tmp, ignore_errors=True)
+            jail.close_cell(cell)
 
     async def _supervise(self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: str | None,
-                         timeout: float | None) -> Outcome:
+                         timeout: float | None, cell) -> Outcome:
         errors: list[dict[str, Any]] = []
+        exits: list[int] = []
         readers = [
             asyncio.create_task(_pump(proc.stdout, "stdout", sink)),
             asyncio.create_task(_pump(proc.stderr, "stderr", sink)),
         ]
         if chan_r >= 0:
-            readers.append(asyncio.create_task(_pump_channel(chan_r, sink, errors)))
+            readers.append(asyncio.create_task(_pump_channel(chan_r, sink, errors, exits)))
         feeder = asyncio.create_task(_feed(proc, stdin)) if stdin is not None else None
+        jail = self.settings.jail
         try:
             try:
                 await asyncio.wait_for(exited.wait(), timeout)
                 outcome = None
             except TimeoutError:
-                _killpg(proc.pid)
+                jail.kill(cell)
                 await exited.wait()
-                outcome = Outcome.timeout(timeout or 0, "the process group was killed")
+                outcome = Outcome.timeout(timeout or 0, "the script and every process it started were killed")
             # the main process is gone: end stragglers so the pipes reach EOF
-            _killpg(proc.pid)
+            jail.kill(cell)
             await asyncio.gather(*readers)
         finally:
             for task in [*readers, feeder]:
@@ -199,7 +211,10 @@ class ScriptRunner:
                     task.cancel()
             await asyncio.gather(*[t for t in [*readers, feeder] if t is not None], return_exceptions=True)
         if outcome is None:
-            outcome = Outcome.from_returncode(proc.returncode)
+            rc = proc.returncode
+            if jail.name == "bwrap" and not exits and 128 < rc < 128 + 65:
+                rc = 128 - rc  # bwrap reports a signal N as 128+N: the code did not exit by itself
+            outcome = Outcome.from_returncode(rc)
         if errors and outcome.status != "timeout":
             await sink.emit({"type": "error", **errors[-1]})
             if errors[-1].get("ename") == "KeyboardInterrupt":
@@ -218,11 +233,6 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     def process_exited(self) -> None:
         super().process_exited()
         self.exited.set()
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 async def _feed(proc, data: str) -> None:
@@ -246,7 +256,7 @@ async def _pump(reader: asyncio.StreamReader, name: str, sink: Sink) -> None:
         await sink.emit({"type": name, "text": tail})
 
 
-async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> None:
+async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits: list[int]) -> None:
     """Read tagged records; merge runs of one stream that arrive together."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
@@ -270,7 +280,7 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> No
                     break
                 tag, data = buf[pos], buf[pos + 5:pos + 5 + size]
                 pos += 5 + size
-                if runs and runs[-1][0] == tag and tag != TAG_ERROR:
+                if runs and runs[-1][0] == tag and tag not in (TAG_ERROR, TAG_EXIT):
                     runs[-1][1].extend(data)
                 else:
                     runs.append((tag, bytearray(data)))
@@ -279,6 +289,9 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]]) -> No
                 if tag == TAG_ERROR:
                     with contextlib.suppress(ValueError):
                         errors.append(json.loads(data))
+                elif tag == TAG_EXIT:
+                    with contextlib.suppress(ValueError):
+                        exits.append(int(data))
                 elif tag in decoders and (text := decoders[tag].decode(bytes(data))):
                     await sink.emit({"type": names[tag], "text": text})
     finally:

@@ -173,9 +173,6 @@ class SessionManager:
                     self.sessions.pop(session.id, None)
                     await session.backend.shutdown()
 
-    def pids(self) -> list[int]:
-        return [pid for s in self.sessions.values() for pid in s.backend.pids()] + self.pool.pids()
-
     async def close(self) -> None:
         self.closing = True
         if self._reaper is not None:

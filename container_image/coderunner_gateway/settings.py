@@ -6,8 +6,15 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 MiB = 1024 * 1024
+
+# What code inherits of the gateway's own environment; everything else (the host's
+# variables when the gateway was started by hand, its settings) stays out.
+PASSED_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "VIRTUAL_ENV", "SSH_AUTH_SOCK", "CODERUNNER_SANDBOX",
+              "PYTHONIOENCODING", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT",
+              "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
 @dataclass(frozen=True)
@@ -29,10 +36,15 @@ class Settings:
     bash: str = "bash"
     # private dir (0700) for kernel connection files, IPC sockets and scripts
     runtime_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="coderunner-gw-"))
+    jail: Any = field(default=None, compare=False)  # jail.Jail: makes the cells code runs in
 
     def child_env(self, extra: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
-        """Environment for code we run: ours minus the gateway's secrets."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CODERUNNER_TOKEN")}
+        """Environment for code we run: an allowlist of ours, never the gateway's secrets."""
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env.setdefault("LANG", "C.UTF-8")
+        env["USER"] = env["LOGNAME"] = "sandbox"
+        env["SHELL"] = "/bin/bash"
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         if not kernel:  # kernels pick matplotlib's inline backend themselves

@@ -71,10 +71,12 @@ def test_streaming_events_in_order(gateway):
 
 def test_leaving_a_stream_early_stops_the_script(gateway):
     with CodeRunner(gateway.url, gateway.token) as cr:
-        with cr.stream("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)") as events:
+        from tests.conftest import pids_holding
+
+        with cr.stream("import time\n_hold = open('leave.mark', 'w')\nprint('up', flush=True)\ntime.sleep(60)") as events:
             for e in events:
                 if e["type"] == "stdout":
-                    pid = int(e["text"])
+                    [pid] = pids_holding(gateway.workspace / "leave.mark")
                     break
         import time
 

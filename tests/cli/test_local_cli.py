@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from tests.cli.conftest import cli_env, cr, needs_bwrap
-from tests.conftest import descendants, pid_alive
+from tests.conftest import descendants, pid_alive, pids_holding
 
 pytestmark = needs_bwrap
 
@@ -134,16 +134,19 @@ def test_sigint_interrupts_remote_session_code(sandbox):
 
 
 def test_sigint_kills_a_remote_script(sandbox):
-    proc = subprocess.Popen(["coderunner", "exec", "-c", "import os, time\nprint(os.getpid(), flush=True)\n"
-                             "time.sleep(60)"], env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    inner_pid = int(proc.stdout.readline())  # a pid inside the sandbox's namespace
+    marker = f"sigint-{uuid.uuid4().hex}.mark"
+    proc = subprocess.Popen(["coderunner", "exec", "-c", f"import time\n_hold = open({marker!r}, 'w')\n"
+                             "print('started', flush=True)\ntime.sleep(60)"],
+                            env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    pids = pids_holding(Path(sandbox["CODERUNNER_HOME"]) / "workspace" / marker)
+    assert pids
     proc.send_signal(signal.SIGINT)
     assert proc.wait(15) == 130
-    check = f"import os\ntry:\n    os.kill({inner_pid}, 0)\n    print('alive')\nexcept ProcessLookupError:\n    print('gone')"
     deadline = time.monotonic() + 10
-    while cr(sandbox, "exec", "-c", check, check=0).stdout != "gone\n":
+    while any(map(pid_alive, pids)):
         assert time.monotonic() < deadline, "the script survived Ctrl-C"
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def test_no_network_reaches_nothing(tmp_path):

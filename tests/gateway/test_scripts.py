@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
-from tests.conftest import pid_alive, stream_lines
+from tests.conftest import pid_alive, pids_holding, stream_lines
 
 
 def test_script_is_a_real_python_process(gateway):
@@ -99,28 +101,42 @@ def test_one_megabyte_delivered_whole(gateway):
 
 def test_timeout_kills_the_whole_process_group(gateway):
     code = ("import subprocess, time\n"
-            "p = subprocess.Popen(['sleep', '60'])\n"
-            "print(p.pid, flush=True)\n"
+            "p = subprocess.Popen(['sleep', '60'], stdout=open('tk-child.mark', 'w'))\n"
+            "print('started', flush=True)\n"
             "time.sleep(60)\n")
     t0 = time.monotonic()
-    r = gateway.execute(code, timeout=1)
+    with gateway.client().stream("POST", "/v1/execute", json={"code": code, "timeout": 3},
+                                 headers={"Accept": "application/x-ndjson"}) as r:
+        lines = r.iter_lines()
+        assert "started" in next(e for e in map(json.loads, lines) if e["type"] == "stdout")["text"]
+        children = pids_holding(gateway.workspace / "tk-child.mark")
+        assert children
+        done = [json.loads(line) for line in lines][-1]
     assert time.monotonic() - t0 < 10
-    assert (r["status"], r["exit_code"]) == ("timeout", 124)
-    child = int(r["stdout"].split()[0])
+    assert (done["status"], done["exit_code"]) == ("timeout", 124)
     deadline = time.monotonic() + 5
-    while pid_alive(child) and time.monotonic() < deadline:
+    while any(map(pid_alive, children)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pid_alive(child), "the script's child survived the timeout"
+    assert not any(map(pid_alive, children)), "the script's child survived the timeout"
 
 
 def test_background_children_do_not_outlive_the_script(gateway):
-    r = gateway.execute("import subprocess\nprint(subprocess.Popen(['sleep', '60']).pid)")
-    assert r["exit_code"] == 0
-    child = int(r["stdout"])
+    code = ("import subprocess, time\n"
+            "subprocess.Popen(['sleep', '60'], stdout=open('bg-child.mark', 'w'))\n"
+            "while not open('bg-go').read(): time.sleep(0.05)\n")
+    (gateway.workspace / "bg-go").write_text("")
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(gateway.execute(code)))
+    t.start()
+    children = pids_holding(gateway.workspace / "bg-child.mark")
+    assert children
+    (gateway.workspace / "bg-go").write_text("go")
+    t.join(30)
+    assert result["exit_code"] == 0
     deadline = time.monotonic() + 5
-    while pid_alive(child) and time.monotonic() < deadline:
+    while any(map(pid_alive, children)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pid_alive(child)
+    assert not any(map(pid_alive, children))
 
 
 def test_output_is_streamed_as_produced(gateway):

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import pid_alive, stream_lines, wait_warm
+from tests.conftest import pid_alive, pids_holding, stream_lines, wait_warm
 
 
 def test_state_persists_and_results_are_rich(gateway):
@@ -96,7 +96,8 @@ def test_timeout_interrupts_and_keeps_state(gateway):
 def test_killed_kernel_is_reported_and_replaced(gateway):
     sid = gateway.new_session()
     gateway.execute("doomed = 1", session_id=sid)
-    pid = int(gateway.execute("import os; print(os.getpid())", session_id=sid)["stdout"])
+    gateway.execute("_hold = open('killed-kernel.mark', 'w')", session_id=sid)
+    [pid] = pids_holding(gateway.workspace / "killed-kernel.mark")
     r = gateway.execute("import os\nos._exit(1)", session_id=sid)
     assert (r["status"], r["exit_code"], r["state_lost"]) == ("died", 137, True)
     assert "state was lost" in r["message"]

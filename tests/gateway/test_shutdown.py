@@ -7,23 +7,27 @@ import signal
 import threading
 import time
 
-from tests.conftest import descendants, pid_alive, wait_warm
+from tests.conftest import descendants, pid_alive, pids_holding, wait_warm
 
 
 def test_sigterm_ends_everything(gateway_factory):
     gw = gateway_factory("--pool-size", "1")
     wait_warm(gw, 1)
     pids = []
-    for _ in range(2):
+    for i in range(2):
         sid = gw.new_session()
-        pids.append(int(gw.execute("import os; print(os.getpid())", session_id=sid)["stdout"]))
+        gw.execute(f"_hold = open('kernel{i}.mark', 'w')", session_id=sid)
+        pids += pids_holding(gw.workspace / f"kernel{i}.mark")
     bash = gw.new_session(language="bash")
-    pids.append(int(gw.execute("echo $$", session_id=bash)["stdout"]))
+    gw.execute("exec 9>bash.mark", session_id=bash)
+    pids += pids_holding(gw.workspace / "bash.mark")
     wait_warm(gw, 1)
     events: list[dict] = []
 
     def long_script():
-        code = "import os, subprocess, time\nprint(os.getpid(), subprocess.Popen(['sleep','120']).pid, flush=True)\ntime.sleep(120)"
+        code = ("import subprocess, time\n_hold = open('script.mark', 'w')\n"
+                "subprocess.Popen(['sleep', '120'], stdout=open('child.mark', 'w'))\nprint('up', flush=True)\n"
+                "time.sleep(120)")
         with gw.client().stream("POST", "/v1/execute", json={"code": code},
                                 headers={"Accept": "application/x-ndjson"}) as r:
             for line in r.iter_lines():
@@ -35,7 +39,8 @@ def test_sigterm_ends_everything(gateway_factory):
     while not any(e["type"] == "stdout" for e in events):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    pids += [int(p) for p in next(e for e in events if e["type"] == "stdout")["text"].split()]
+    pids += pids_holding(gw.workspace / "script.mark") + pids_holding(gw.workspace / "child.mark")
+    assert len(pids) == 5
     children = descendants(gw.proc.pid)
     assert set(pids) <= set(children)
 
