@@ -53,7 +53,7 @@ class Gateway:
         self._closed = False
         from .browser import Browser
 
-        self.browser = Browser(settings.chromium)
+        self.browser = Browser(settings.chromium, settings.jail)
 
     async def startup(self) -> None:
         self.sessions.start()

@@ -130,8 +130,12 @@ def check_url(url: Any) -> str:
 
 
 class Browser:
-    def __init__(self, executable: str | None = None) -> None:
+    def __init__(self, executable: str | None = None, jail: Any = None) -> None:
         self.executable = executable
+        # Chromium renders pages that code chooses: it runs in a cell of its own, as code
+        # does, never with the gateway's identity (jail None: started directly, as tests do)
+        self.jail = jail
+        self._cell: Any = None
         self._pw: Any = None
         self._browser: Any = None
         self._contexts: dict[str, Any] = {}
@@ -145,12 +149,14 @@ class Browser:
         return self._browser is not None and self._browser.is_connected()
 
     def _executable(self) -> str | None:
-        if self.executable:
-            return self.executable
-        for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-            if path := shutil.which(name):
-                return path
-        return None  # Playwright's own build, if it was downloaded
+        path = self.executable or next((p for name in ("chromium", "chromium-browser", "google-chrome",
+                                                       "google-chrome-stable") if (p := shutil.which(name))), None)
+        if path is None or self.jail is None or self.jail.name == "none":
+            return path  # None: Playwright's own build, if it was downloaded
+        if self._cell is not None:  # a relaunch: whatever is left of the last one goes
+            self.jail.close_cell(self._cell)
+        self._cell = self.jail.open_cell("browser")
+        return self.jail.wrapper(self._cell, os.path.realpath(path), {})
 
     async def _ensure(self) -> Any:
         async with self._lock:
@@ -313,6 +319,9 @@ class Browser:
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
             self._pw = None
+        if self._cell is not None:
+            self.jail.close_cell(self._cell)
+            self._cell = None
 
 
 async def _close_quietly(obj: Any) -> None:

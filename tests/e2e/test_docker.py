@@ -41,8 +41,8 @@ def inspect(engine: str, name: str) -> dict:
     return json.loads(subprocess.run([engine, "inspect", name], capture_output=True, text=True, check=True).stdout)[0]
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def box(request, tmp_path_factory):
+def start_box(request, tmp_path_factory):
+    """`coderunner up` on the engine of ``request.param``; yields the CLI env (for a module fixture)."""
     engine, image = request.param
     home = tmp_path_factory.mktemp(f"e2e-{engine}")
     name = f"cr-e2e-{engine}-{uuid.uuid4().hex[:8]}"
@@ -53,6 +53,11 @@ def box(request, tmp_path_factory):
     env.update(_URL=up.stdout.strip(), _NAME=name, _ENGINE=engine, _IMAGE=image)
     yield env
     cr(env, "down", "--remove", timeout=120)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def box(request, tmp_path_factory):
+    yield from start_box(request, tmp_path_factory)
 
 
 def test_status_exec_and_session(box):

@@ -127,3 +127,27 @@ def test_shell_cannot_type_into_the_callers_terminal(box):
     os.close(master)
     os.close(slave)
     assert marker.encode() not in leftover, "code in the sandbox typed a command into the caller's terminal"
+
+
+def test_chromium_runs_in_a_cell_not_as_the_gateway(box):
+    """Pages are chosen by code: the browser rendering them must not share the gateway's
+    namespaces (a renderer exploit would otherwise own the gateway and its token)."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cr(box, "browse", f"http://127.0.0.1:{server.server_address[1]}/", check=0, timeout=120)
+    finally:
+        server.shutdown()
+
+    def ns(pid: int) -> str:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+
+    procs = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in sandbox_pids(box)[1:]
+             if Path(f"/proc/{pid}/cmdline").exists()}
+    [gateway] = [p for p, c in procs.items() if b"coderunner_gateway" in c.split(b"\0")[:3]]
+    chromes = [p for p, c in procs.items() if b"chromium" in c.split(b"\0")[0]]
+    assert chromes, "no Chromium ran"
+    assert all(ns(p) != ns(gateway) for p in chromes)
