@@ -165,6 +165,8 @@ class AppleRuntime:
             cmd.append("--init")
         args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, "--isolation", "setid",
                 "--code-uid", str(uid), "--code-gid", str(gid), "--base-home", SANDBOX_HOME]
+        for key in _env_names(spec):  # the gateway hands code only what it is told to
+            args += ["--pass-env", key]
         if spec.skills_dir is not None:
             args += ["--user-skills-dir", USER_SKILLS]
         if spec.network:

@@ -236,6 +236,7 @@ class LocalRuntime:
             return
         gateways = [p for p in _descendants(pid) if _is_gateway(_cmdline(p))]
         for p in gateways or [pid]:
+            _signal(p, signal.SIGCONT)  # a stopped gateway would otherwise wait out the timeout
             _signal(p, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _is_sandbox(pid) and time.monotonic() < deadline:

@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="how code is kept from the gateway and from other sessions: bwrap (a nested "
                         "bubblewrap sandbox per script and kernel), setid (gateway as root, code as --code-uid "
                         "with a group per session), none, or auto (bwrap, else setid when root; the default)")
-    p.add_argument("--code-uid", type=int, default=1000, help="setid: the uid code runs as (default 1000)")
-    p.add_argument("--code-gid", type=int, default=1000, help="setid: the group of the workspace (default 1000)")
+    p.add_argument("--code-uid", type=int, help="the uid code runs as when the gateway is root (setid: default "
+                                                "1000; bwrap: default 65534, nobody)")
+    p.add_argument("--code-gid", type=int, help="its group (setid: the workspace's group; default: as --code-uid)")
     p.add_argument("--base-home", help="a home whose entries (mounted credentials) each session's home links to")
     p.add_argument("--share", action="append", default=[], metavar="PATH",
                    help="bwrap: a path (a user mount) code sees read-write (repeatable)")

@@ -123,7 +123,15 @@ class Gateway:
         if NDJSON in request.headers.get("accept", ""):
             return StreamingResponse(self._stream(req), media_type=NDJSON, headers=headers)
         collector = Collector(self.settings.max_output_bytes)
-        await self.run(collector, req)
+        task = asyncio.create_task(self.run(collector, req))
+        # nothing is sent until the end: watch for the client leaving, and stop its code then
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return Response(status_code=499)  # nobody reads it
         return JSONResponse(collector.result(), headers=headers)
 
     async def _stream(self, req: dict[str, Any]):

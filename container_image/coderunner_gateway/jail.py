@@ -46,6 +46,9 @@ from typing import Any
 log = logging.getLogger("coderunner_gateway")
 
 MODES = ("auto", "bwrap", "setid", "none")
+# Become (uid, gid) and exec the rest: where setpriv is missing
+DROP = ("import ctypes, os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
+        "ctypes.CDLL(None).prctl(38, 1, 0, 0, 0); os.umask(0o022); os.execvp(sys.argv[3], sys.argv[3:])")
 GID_BASE = 200000  # cell gids: above any real group, below 2**31
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
@@ -83,8 +86,8 @@ class JailConfig:
     mode: str = "auto"
     runtime_dir: str = ""
     workspace: str = ""
-    code_uid: int = 1000
-    code_gid: int = 1000
+    code_uid: int | None = None  # setid: 1000 by default; bwrap as root: nobody (65534)
+    code_gid: int | None = None
     base_home: str | None = None      # its entries (credentials) are linked into each cell's home
     shares: list[str] = field(default_factory=list)     # extra paths a bwrap cell sees read-write
     shares_ro: list[str] = field(default_factory=list)  # ... and read-only (skills, credentials, ssh socket)
@@ -188,7 +191,30 @@ class BwrapJail(Jail):
     def __init__(self, config: JailConfig) -> None:
         super().__init__(config)
         self.bwrap = shutil.which(config.bwrap) or config.bwrap
+        # As root, a user namespace would map the code to host root (a setuid file it left in
+        # the workspace would be setuid root): bwrap sets the cell up as root instead, and the
+        # code is dropped to an unprivileged uid inside it.
+        self.drop_to: tuple[int, int] | None = None
+        if os.geteuid() == 0:
+            uid = config.code_uid if config.code_uid is not None else 65534
+            self.drop_to = (uid, config.code_gid if config.code_gid is not None else uid)
+            self.setpriv = shutil.which("setpriv")
+            if os.stat(config.workspace).st_uid == 0:
+                os.chown(config.workspace, *self.drop_to)
+        self._made: set[str] = set()
         self._view = self._system_view()
+
+    def _parents(self, path: str) -> list[str]:
+        """``--dir`` for the directories above ``path``, traversable: bwrap makes them like
+        the host's (``/root`` 0700), which an unprivileged code uid could not cross."""
+        out: list[str] = []
+        parts = path.rstrip("/").split("/")[1:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d not in self._made and d not in ("/usr", "/proc", "/dev", "/tmp", "/run", "/home", "/dev/shm"):
+                self._made.add(d)
+                out += ["--perms", "0755", "--dir", d]
+        return out
 
     def _system_view(self) -> list[str]:
         args: list[str] = ["--ro-bind", "/usr", "/usr"]
@@ -200,31 +226,55 @@ class BwrapJail(Jail):
                 args += ["--ro-bind", path, path]
         for name in ETC_FILES:
             if os.path.lexists(f"/etc/{name}"):
-                args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+                args += [*self._parents(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         if os.path.isdir("/opt"):
             args += ["--ro-bind", "/opt", "/opt"]
         for path in python_dirs():
-            args += ["--ro-bind", path, path]
+            args += [*self._parents(path), "--ro-bind", path, path]
         return args
+
+    def _prepare(self, cell: Cell) -> None:
+        super()._prepare(cell)
+        if self.drop_to is not None:
+            for path in (cell.dir, cell.home, cell.tmp):
+                os.chown(path, *self.drop_to)
+
+    def give(self, cell: Cell, path: str) -> None:
+        if self.drop_to is not None:
+            os.chown(path, *self.drop_to)
 
     def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
         c = self.config
-        cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-user", "--uid", "1000", "--gid", "1000",
-               "--unshare-pid",
-               "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL",
-               "--hostname", "coderunner", *self._view,
-               "--proc", "/proc", "--dev", "/dev", "--size", str(c.tmp_size), "--tmpfs", "/tmp",
-               "--size", str(c.tmp_size), "--tmpfs", "/dev/shm", "--tmpfs", "/run", "--dir", "/home",
-               "--bind", c.workspace, c.workspace, "--bind", cell.dir, cell.dir]
+        cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--hostname", "coderunner"]
+        if self.drop_to is None:  # a user: a user namespace of its own, uid 1000 in it
+            cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
+        else:  # root: only what the drop to the code's uid needs, gone with the drop
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        tmp = self._made.copy()
+        cmd += [*self._view, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(c.tmp_size),
+                "--tmpfs", "/tmp", "--perms", "01777", "--size", str(c.tmp_size), "--tmpfs", "/dev/shm",
+                "--tmpfs", "/run", "--dir", "/home"]
+        for path in (c.workspace, cell.dir):
+            cmd += [*self._parents(path), "--bind", path, path]
         if c.base_home and os.path.isdir(c.base_home):
-            cmd += ["--ro-bind", c.base_home, c.base_home]
+            cmd += [*self._parents(c.base_home), "--ro-bind", c.base_home, c.base_home]
         for path in c.shares:
             if os.path.lexists(path):
-                cmd += ["--bind", path, path]
+                cmd += [*self._parents(path), "--bind", path, path]
         for path in [*c.shares_ro, *extra_binds]:
             if os.path.lexists(path):
-                cmd += ["--ro-bind", path, path]
-        return [*cmd, "--chdir", c.workspace, "--", *argv]
+                cmd += [*self._parents(path), "--ro-bind", path, path]
+        self._made = tmp  # the parents under /tmp and /run are made anew in every cell
+        cmd += ["--chdir", c.workspace, "--"]
+        if self.drop_to is not None:
+            uid, gid = self.drop_to
+            if self.setpriv:
+                cmd += [self.setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
+                        "--inh-caps=-all", "--"]
+            else:
+                cmd += [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
+        return [*cmd, *argv]
 
     def env(self, cell: Cell, env: dict[str, str]) -> dict[str, str]:
         return {**env, "HOME": cell.home, "TMPDIR": "/tmp"}
@@ -233,7 +283,8 @@ class BwrapJail(Jail):
         return self.command(cell, [program])
 
     def describe(self) -> dict[str, Any]:
-        return {"mode": self.name, "tmp_size": self.config.tmp_size}
+        return {"mode": self.name, "tmp_size": self.config.tmp_size,
+                "code_uid": self.drop_to[0] if self.drop_to else "the gateway's, in a user namespace"}
 
 
 class SetidJail(Jail):
@@ -245,6 +296,8 @@ class SetidJail(Jail):
                                        "script and kernel to --code-uid)")
         if config.code_uid == 0:
             raise IsolationUnavailable("--code-uid 0 would run code as root: pick an unprivileged uid")
+        config.code_uid = 1000 if config.code_uid is None else config.code_uid
+        config.code_gid = 1000 if config.code_gid is None else config.code_gid
         super().__init__(config)
         os.chmod(config.runtime_dir, 0o711)  # cells are reached by path; their own mode guards them
         ws = os.stat(config.workspace)
@@ -285,9 +338,7 @@ class SetidJail(Jail):
             kill_group(cell.gid)
 
     def _wrap_argv(self, cell: Cell, program: str) -> list[str]:
-        drop = ("import ctypes, os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
-                "ctypes.CDLL(None).prctl(38, 1, 0, 0, 0); os.umask(0o022); os.execv(sys.argv[3], sys.argv[3:])")
-        return [sys.executable, "-S", "-c", drop, str(self.config.code_uid), str(cell.gid), program]
+        return [sys.executable, "-S", "-c", DROP, str(self.config.code_uid), str(cell.gid), program]
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.name, "code_uid": self.config.code_uid}

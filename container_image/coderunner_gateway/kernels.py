@@ -40,29 +40,31 @@ def _coderunner_init():
 
     # Output cap for aggregated requests (metadata "coderunner_output_limit"):
     # PUB/SUB has no backpressure, so a flood must be cut here, not queued.
-    cap = {"msg": None, "limit": None, "used": 0, "stdout": 0, "stderr": 0}
+    # What was sent per stream ("sent_*") lets the gateway count what PUB/SUB lost on the way.
+    cap = {"msg": None, "limit": None, "used": 0, "stdout": 0, "stderr": 0, "sent_stdout": 0, "sent_stderr": 0}
 
     def allowance(text, name):
         parent = ip.kernel.get_parent("shell") or {}
         msg_id = parent.get("header", {}).get("msg_id")
         if msg_id != cap["msg"]:
             cap.update(msg=msg_id, limit=(parent.get("metadata") or {}).get("coderunner_output_limit"),
-                       used=0, stdout=0, stderr=0)
-        if cap["limit"] is None:
-            return text
+                       used=0, stdout=0, stderr=0, sent_stdout=0, sent_stderr=0)
         size = len(text.encode("utf-8", "surrogatepass"))
-        room = cap["limit"] - cap["used"]
+        room = size if cap["limit"] is None else cap["limit"] - cap["used"]
         if size <= room:
             cap["used"] += size
+            cap["sent_" + name] += size
             return text
         head = text.encode("utf-8", "surrogatepass")[:max(room, 0)].decode("utf-8", "ignore")
         kept = len(head.encode("utf-8", "surrogatepass"))
         cap["used"] += kept
         cap[name] += size - kept
+        cap["sent_" + name] += kept
         return head
 
     mod = type(sys)("__coderunner__")
     mod.dropped = lambda: {"stdout": cap["stdout"], "stderr": cap["stderr"]}
+    mod.sent = lambda: {"stdout": cap["sent_stdout"], "stderr": cap["sent_stderr"]}
     sys.modules["__coderunner__"] = mod
 
     # ipykernel buffers each stream apart; flushing the other stream when
@@ -71,16 +73,30 @@ def _coderunner_init():
     def ordered(stream, other):
         base = type(stream)
 
+        # ipykernel sends all that was written in a flush interval as ONE message, which
+        # the gateway must then hold whole (300 MB for a fast loop): flush every 256 KiB. The
+        # flush waits for the kernel's I/O thread, so a flood slows the code that prints.
+        pending = [0]
+
         class Ordered(base):
             def write(self, text):
                 if last[0] is other:
                     other.flush()
                 last[0] = self
-                if isinstance(text, str):
-                    text = allowance(text, self.name)
-                    if not text:
-                        return 0
-                return base.write(self, text)
+                if not isinstance(text, str):
+                    return base.write(self, text)
+                text = allowance(text, self.name)
+                if not text:
+                    return 0
+                written = 0
+                for i in range(0, len(text), 65536):
+                    piece = text[i:i + 65536]
+                    written += base.write(self, piece) or 0
+                    pending[0] += len(piece)
+                    if pending[0] >= 1 << 18:
+                        pending[0] = 0
+                        self.flush()
+                return written
 
         Ordered.__name__ = base.__name__
         stream.__class__ = Ordered
@@ -193,9 +209,11 @@ class PythonKernel:
         content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False,
                    "stop_on_error": False, "user_expressions": {}}
         metadata = {}
+        content["user_expressions"] = {"sent": "__import__('__coderunner__').sent()"}
         if output_limit is not None:
-            content["user_expressions"] = {"dropped": "__import__('__coderunner__').dropped()"}
+            content["user_expressions"]["dropped"] = "__import__('__coderunner__').dropped()"
             metadata["coderunner_output_limit"] = output_limit
+        received = {"stdout": 0, "stderr": 0}
         request = kc.session.msg("execute_request", content, metadata=metadata)
         kc.shell_channel.send(request)
         msg_id = request["header"]["msg_id"]
@@ -225,6 +243,8 @@ class PythonKernel:
             if kind == "status" and content.get("execution_state") == "idle":
                 break
             if kind == "stream":
+                if content["name"] in received:
+                    received[content["name"]] += len(content["text"].encode("utf-8", "surrogatepass"))
                 await sink.emit({"type": content["name"], "text": content["text"]})
             elif kind in ("display_data", "update_display_data"):
                 ev = {"type": "display", "data": content.get("data", {})}
@@ -251,13 +271,22 @@ class PythonKernel:
         else:
             outcome = Outcome("error", 1)
         reply = await self._reply(msg_id)
-        if output_limit is not None and reply is not None:
-            # what the kernel cut, from the reply's user_expressions
+        if reply is not None:
+            # what the kernel cut, and what it sent that never arrived (PUB drops at its
+            # high-water mark when the gateway reads slower than code prints)
             import ast
 
-            expr = reply["content"].get("user_expressions", {}).get("dropped", {})
-            with contextlib.suppress(ValueError, SyntaxError):
-                outcome.dropped = ast.literal_eval(expr.get("data", {}).get("text/plain", ""))
+            exprs = reply["content"].get("user_expressions") or {}
+            dropped: dict[str, int] = {}
+            with contextlib.suppress(ValueError, SyntaxError, AttributeError):
+                dropped = dict(ast.literal_eval(exprs.get("dropped", {}).get("data", {}).get("text/plain", "")))
+            with contextlib.suppress(ValueError, SyntaxError, AttributeError):
+                sent = ast.literal_eval(exprs.get("sent", {}).get("data", {}).get("text/plain", ""))
+                for name, size in sent.items():
+                    if size > received.get(name, size):
+                        dropped[name] = dropped.get(name, 0) + size - received[name]
+            if output_limit is not None or any(dropped.values()):
+                outcome.dropped = dropped
         return outcome
 
     async def _reply(self, msg_id: str, timeout: float = 5) -> dict[str, Any] | None:

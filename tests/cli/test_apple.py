@@ -194,6 +194,7 @@ def test_lifecycle(tmp_path, version, agent):
             "coderunner:latest",
             "coderunner-gateway", "--workspace", "/workspace", "--isolation", "setid",
             "--code-uid", str(uid), "--code-gid", str(gid), "--base-home", "/home/sandbox",
+            "--pass-env", "OPENAI_API_KEY", "--pass-env", "EXTRA_KEY",
             "--user-skills-dir", "/run/coderunner/skills", "--host", "0.0.0.0", "--port", "8222",
         ]
         assert run == expected

@@ -174,7 +174,7 @@ def test_down_status_and_errors_when_not_running(tmp_path):
     assert "coderunner up" in r.stdout
     r = cr(env, "exec", "-c", "print(1)", check=3)
     assert r.stderr == "coderunner: the sandbox is not running: start it with `coderunner up`\n"
-    assert cr(env, "down", check=3).stderr.startswith("coderunner: there is no sandbox")
+    assert cr(env, "down", check=0).stderr == "coderunner: no sandbox is running: nothing to stop\n"
     assert cr(env, "session", "ls", check=3).returncode == 3
 
 

@@ -463,9 +463,6 @@ FLOOD_MB = 300
 FLOOD = f"import sys\nchunk = 'x' * (1 << 20)\nfor _ in range({FLOOD_MB}):\n    sys.stdout.write(chunk)\n"
 
 
-@pytest.mark.xfail(strict=True, reason="ipykernel sends what was written in 0.2 s as ONE iopub message (300 MB "
-                   "here), which the gateway must receive whole: the kernel must flush in small pieces "
-                   "(KERNEL_INIT in kernels.py); the gateway's side (a byte-bounded, lossy sink) is done")
 def test_session_stream_flood_is_bounded(gateway_factory):
     gw = gateway_factory("--pool-size", "1")
     sid = gw.new_session()
