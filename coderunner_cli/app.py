@@ -61,7 +61,9 @@ def up(
     cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")] = None,
     with_ssh_agent: Annotated[bool, typer.Option(
-        "--with-ssh-agent/--without-ssh-agent", help="Forward your SSH agent into the sandbox.")] = False,
+        "--with-ssh-agent/--without-ssh-agent",
+        help="Forward your SSH agent into the sandbox (SSH_AUTH_SOCK is set there). apple: container >= 0.12 "
+             "forwards $SSH_AUTH_SOCK; up to 0.11 it forwards launchd's agent, whatever $SSH_AUTH_SOCK says.")] = False,
     with_credentials: Annotated[bool, typer.Option(
         "--with-credentials/--without-credentials",
         help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.")] = False,
@@ -104,6 +106,8 @@ def build(
     ca_cert: Annotated[list[Path] | None, typer.Option(help="An extra CA to trust (a TLS-intercepting proxy's), repeatable.")] = None,
     build_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, e.g. WITH_AGENTS=claude,codex; repeatable.")] = None,
     context: Annotated[Path | None, typer.Option(help="The build context (default: container_image/ of these sources).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to be ready (apple: `container "
+                                                "system start`, which downloads a kernel the first time).")] = 600,
 ) -> None:
     """Build the sandbox image with the chosen runtime (progress on stderr)."""
     from . import render, sandbox
@@ -117,7 +121,9 @@ def build(
         args[key] = value
     if base_image:
         args["BASE_IMAGE"] = base_image
-    used = sandbox.build(runtime, tag, context, args, ca_cert or [])
+    if timeout <= 0:
+        raise UsageError("--timeout must be a number of seconds above 0")
+    used = sandbox.build(runtime, tag, context, args, ca_cert or [], timeout=timeout)
     render.note(f"coderunner: built {tag} with {used}")
 
 

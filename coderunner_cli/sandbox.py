@@ -277,7 +277,7 @@ def image_context() -> Path | None:
 
 
 def build(runtime_name: str | None, tag: str, context: Path | None, build_args: dict[str, str],
-          ca_certs: list[Path]) -> str:
+          ca_certs: list[Path], timeout: float = 600) -> str:
     import shutil
 
     runtime, _ = resolve(runtime_name)
@@ -291,7 +291,7 @@ def build(runtime_name: str | None, tag: str, context: Path | None, build_args: 
             raise UsageError(f"--ca-cert {cert}: no such file")
         certs.mkdir(parents=True, exist_ok=True)
         shutil.copy(cert, certs / (cert.stem + ".crt"))
-    runtime.prepare(600)
+    runtime.prepare(timeout)
     runtime.build(tag, str(context), build_args)
     return runtime.name
 

@@ -292,6 +292,16 @@ def test_kernel_download_interrupted_then_installed(tmp_path, version):
         cr(env, "down", "--remove")
 
 
+def test_build_waits_for_the_system_only_as_long_as_told(tmp_path):
+    """`coderunner build` starts the container system first: its --timeout bounds that wait."""
+    env = apple_env(tmp_path, "1.2.2", CONTAINER_DOUBLE_KERNEL_HANG="1")
+    t0 = time.monotonic()
+    r = cr(env, "build", "--runtime", "apple", "--timeout", "2", check=75, timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert "did not finish within 2s" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert cr(env, "build", "--runtime", "apple", "--timeout", "0", check=2).stderr.count("\n") == 1
+
+
 def test_run_without_a_kernel_fails_like_the_tool(tmp_path):
     env = apple_env(tmp_path, "1.2.2")
     assert container(env, "system", "start", "--disable-kernel-install").returncode == 0
