@@ -65,14 +65,22 @@ def run(
 
 
 def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None,
-          pass_fds: Iterable[int] = ()) -> subprocess.Popen:
-    """Start a detached, long-lived process writing to ``log_path``."""
+          pass_fds: Iterable[int] = (), max_processes: int | None = None) -> subprocess.Popen:
+    """Start a detached, long-lived process writing to ``log_path``. ``max_processes``: its
+    RLIMIT_NPROC (inherited by all it starts; counted over its uid's processes)."""
     log.debug("spawn: %s", shlex.join(cmd))
+    limit = None
+    if max_processes is not None:
+        import resource
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
     with open(log_path, "ab") as logf:
         try:
             return subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None, start_new_session=True, pass_fds=tuple(pass_fds),
+                preexec_fn=limit,
             )
         except FileNotFoundError:
             raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None

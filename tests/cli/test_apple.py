@@ -267,7 +267,7 @@ def test_no_network(tmp_path, version):
 
 
 @needs_root
-@pytest.mark.parametrize("version", ["0.7.1", "0.10.0", "1.2.2"])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_kernel_download_interrupted_then_installed(tmp_path, version):
     """The first start times out in the kernel download (the API server already registered):
     the next `up` installs the kernel instead of failing in `run`."""

@@ -151,3 +151,26 @@ def test_chromium_runs_in_a_cell_not_as_the_gateway(box):
     chromes = [p for p, c in procs.items() if b"chromium" in c.split(b"\0")[0]]
     assert chromes, "no Chromium ran"
     assert all(ns(p) != ns(gateway) for p in chromes)
+
+
+def test_a_fork_bomb_stops_at_the_process_limit(box):
+    """No cgroups on `local`: RLIMIT_NPROC bounds what the sandbox may add to its uid's
+    processes (1024), so a fork bomb fails with EAGAIN instead of filling the host."""
+    code = r"""
+import errno, os, signal, time
+kids = []
+try:
+    while len(kids) < 5000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        kids.append(pid)
+    print('unbounded', len(kids))
+except OSError as e:
+    print(errno.errorcode[e.errno], len(kids) <= 1024)
+for pid in kids:
+    os.kill(pid, signal.SIGKILL)
+"""
+    assert cr(box, "exec", "--timeout", "60", "-c", code, check=0).stdout == "EAGAIN True\n"
+    assert cr(box, "exec", "-c", "print('still serving')", check=0).stdout == "still serving\n"
