@@ -30,7 +30,7 @@ from .validation import MAX_ARGV_ENV_BYTES, Fields, read_json
 log = logging.getLogger("coderunner_gateway")
 
 NDJSON = "application/x-ndjson"
-EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "argv", "env", "filename"}
+EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "stdin_b64", "argv", "env", "filename"}
 DEPRECATED = {"Deprecation": "true"}
 MAX_HEADER_BYTES = 64 * 1024  # a request's line and headers; more is answered 431 before auth
 
@@ -96,7 +96,7 @@ class Gateway:
             "code": code,
             "language": language,
             "timeout": f.number("timeout", maximum=self.settings.max_timeout) or self.settings.default_timeout,
-            "stdin": f.str("stdin"),
+            "stdin": _stdin(f.str("stdin"), f.str("stdin_b64")),
             "argv": f.str_list("argv"),
             "env": f.str_map("env"),
             "filename": f.name("filename", nonempty=False),
@@ -107,7 +107,8 @@ class Gateway:
             raise BadRequest(f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin "
                              "or in a file", code="invalid_field")
         if sid is not None:
-            only_scripts = [k for k in ("stdin", "argv", "env", "filename") if data.get(k) not in (None, [], {})]
+            only_scripts = [k for k in ("stdin", "stdin_b64", "argv", "env", "filename")
+                            if data.get(k) not in (None, [], {})]
             if only_scripts:
                 raise BadRequest(
                     f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
@@ -309,6 +310,22 @@ class Gateway:
             return JSONResponse({"path": rel, "size": size}, status_code=201)
         files.remove(path, root)
         return JSONResponse({"deleted": rel})
+
+
+def _stdin(text: str | None, b64: str | None) -> bytes | None:
+    """A script's stdin as bytes: ``stdin`` (text, sent as UTF-8) or ``stdin_b64`` (any bytes)."""
+    if b64 is None:
+        return None if text is None else text.encode()
+    if text is not None:
+        raise BadRequest("give stdin either as 'stdin' (text) or as 'stdin_b64' (base64 bytes), not both",
+                         code="invalid_field")
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("field 'stdin_b64' must be base64 (RFC 4648, with padding)", code="invalid_field") from None
 
 
 def _done_event(outcome: Outcome, elapsed: float) -> dict[str, Any]:

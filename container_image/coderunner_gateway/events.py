@@ -11,11 +11,19 @@ Runners emit plain dicts (shapes in ARCHITECTURE.md) to a *sink*:
 * :class:`Collector` aggregates for ``Accept: application/json``. It keeps
   at most ``max_bytes`` of output and counts what it dropped, so a flood of
   output cannot exhaust memory and the result says what was lost.
+
+Output is bytes. An output event carries ``text`` when its bytes are UTF-8;
+when they are not (:class:`Utf8Chunks`), it carries the exact bytes as
+``b64`` and, for clients that only read ``text``, a rendering with U+FFFD.
+The aggregated result does the same for the whole stream: ``stdout`` always,
+``stdout_b64`` when the output is not UTF-8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import codecs
 import collections
 import json
 from typing import Any, Protocol
@@ -28,8 +36,39 @@ class Sink(Protocol):
     async def emit(self, event: dict[str, Any]) -> None: ...
 
 
+class Utf8Chunks:
+    """Turns one stream's chunks of bytes into output event fields, losing nothing:
+    ``{"text"}`` for UTF-8 (a character split across chunks waits for its end),
+    ``{"b64", "text"}`` for a chunk that is not."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+
+    def feed(self, data: bytes, final: bool = False) -> dict[str, str] | None:
+        pending = self._decoder.getstate()[0]
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self._decoder.reset()
+            raw = pending + data
+            return {"b64": base64.b64encode(raw).decode("ascii"), "text": raw.decode("utf-8", "replace")}
+        return {"text": text} if text else None
+
+
+def event_bytes(event: dict[str, Any]) -> bytes:
+    """The exact bytes of a ``stdout``/``stderr`` event."""
+    if "b64" in event:
+        return base64.b64decode(event["b64"])
+    return event["text"].encode("utf-8", "surrogatepass")
+
+
+# JSON leaves these raw, but line readers that split like str.splitlines (httpx's
+# iter_lines) end a line at them: escaped, one event is always one line
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def dumps(event: dict[str, Any]) -> bytes:
-    return (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (json.dumps(event, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS) + "\n").encode()
 
 
 class StreamSink:
@@ -44,6 +83,9 @@ class StreamSink:
 
     async def emit(self, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if kind in ("stdout", "stderr") and "b64" in event:
+            await self._put_output(kind, dumps(event), len(event_bytes(event)))
+            return
         if kind in ("stdout", "stderr"):
             text = event["text"]
             # slices, each serialised alone: a huge chunk is never copied whole
@@ -58,11 +100,13 @@ class StreamSink:
         await self._put(dumps(event))
 
     async def _text(self, name: str, text: str) -> None:
-        line = dumps({"type": name, "text": text})
+        await self._put_output(name, dumps({"type": name, "text": text}), len(text.encode("utf-8", "surrogatepass")))
+
+    async def _put_output(self, name: str, line: bytes, size: int) -> None:
         if self.lossy:
             await asyncio.sleep(0)  # let the reader take what it can first
             if self._size and self._size + len(line) > self.capacity:
-                self.dropped[name] += len(text.encode("utf-8", "surrogatepass"))
+                self.dropped[name] += size
                 return
         await self._put(line)
 
@@ -94,8 +138,8 @@ class Collector:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.used = 0
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
+        self.stdout = bytearray()
+        self.stderr = bytearray()
         self.outputs: list[dict[str, Any]] = []
         self.error: dict[str, Any] | None = None
         self.dropped = {"stdout": 0, "stderr": 0, "outputs": 0}
@@ -105,7 +149,7 @@ class Collector:
     async def emit(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind in ("stdout", "stderr"):
-            self._text(kind, event["text"])
+            self._bytes(kind, event_bytes(event))
         elif kind in ("display", "result"):
             size = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in event["data"].values())
             if self.used + size > self.max_bytes:
@@ -120,20 +164,21 @@ class Collector:
         elif kind == "done":
             self.done = event
 
-    def _text(self, stream: str, text: str) -> None:
+    def _bytes(self, stream: str, data: bytes) -> None:
         room = self.max_bytes - self.used
-        size = len(text.encode("utf-8", "surrogatepass"))
+        size = len(data)
         if size <= room:
             self.used += size
-            getattr(self, stream).append(text)
+            getattr(self, stream).extend(data)
             return
         if room > 0:
-            # keep the head that fits; cut on a character boundary
-            head = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
-            kept = len(head.encode("utf-8", "surrogatepass"))
-            getattr(self, stream).append(head)
-            self.used += kept
-            size -= kept
+            # keep the head that fits; cut before a UTF-8 continuation byte (a character boundary)
+            cut = room
+            while cut > max(0, room - 3) and data[cut] & 0xC0 == 0x80:
+                cut -= 1
+            getattr(self, stream).extend(data[:cut])
+            self.used += cut
+            size -= cut
         self.dropped[stream] += size
 
     def result(self) -> dict[str, Any]:
@@ -146,12 +191,19 @@ class Collector:
             "status": self.done.get("status"),
             "exit_code": self.done.get("exit_code"),
             "execution_time": self.done.get("execution_time"),
-            "stdout": "".join(self.stdout),
-            "stderr": "".join(self.stderr),
+            "stdout": "",
+            "stderr": "",
             "outputs": self.outputs,
             "error": self.error,
             "truncated": truncated,
         }
+        for stream in ("stdout", "stderr"):
+            data = bytes(getattr(self, stream))
+            try:
+                out[stream] = data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                out[stream] = data.decode("utf-8", "replace")
+                out[f"{stream}_b64"] = base64.b64encode(data).decode("ascii")
         messages = []
         if truncated:
             out["dropped"] = dict(dropped)

@@ -15,17 +15,16 @@ cancelled request or gateway shutdown kills the whole group.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import os
 from typing import Any
 
-from .events import Sink
+from .events import Sink, Utf8Chunks
 from .outcome import Outcome
 from .settings import Settings
 
-TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT = 1, 2, 3, 4
+TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT, TAG_DISPLAY = 1, 2, 3, 4, 5
 
 BOOTSTRAP = r"""
 def _coderunner_boot():
@@ -58,6 +57,43 @@ def _coderunner_boot():
             send(self._tag, b)
             return len(b)
 
+    def show(*args, **kwargs):  # plt.show() on a backend without a screen: the figures become display records
+        import base64, json
+        plt = sys.modules["matplotlib.pyplot"]
+        try:
+            interactive = plt._get_backend_mod().FigureCanvas.required_interactive_framework is not None
+        except Exception:
+            interactive = False
+        if interactive:
+            return real_show[0](*args, **kwargs)
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
+            send(b"\x05", json.dumps({"data": {"image/png": base64.b64encode(buf.getvalue()).decode(),
+                                               "text/plain": repr(fig)}}).encode())
+        plt.close("all")
+    real_show = [None]
+
+    class PyplotHook:  # patches matplotlib.pyplot.show once pyplot is imported; costs nothing until then
+        def find_spec(self, name, path=None, target=None):
+            if name != "matplotlib.pyplot":
+                return None
+            sys.meta_path.remove(self)
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+            loader = spec and spec.loader
+            if loader is None or not hasattr(loader, "exec_module"):
+                return spec
+            load = loader.exec_module
+            def exec_module(module):
+                load(module)
+                real_show[0] = module.show
+                module.show = show
+            loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, PyplotHook())
     sys.stdout = sys.__stdout__ = io.TextIOWrapper(Channel(b"\x01", 1), encoding="utf-8", write_through=True)
     sys.stderr = sys.__stderr__ = io.TextIOWrapper(
         Channel(b"\x02", 2), encoding="utf-8", errors="backslashreplace", write_through=True)
@@ -124,7 +160,7 @@ class ScriptRunner:
         code: str,
         language: str,
         argv: list[str],
-        stdin: str | None,
+        stdin: bytes | None,
         env: dict[str, str],
         timeout: float | None,
         filename: str | None,
@@ -182,7 +218,7 @@ class ScriptRunner:
                     os.close(fd)
             jail.close_cell(cell)
 
-    async def _supervise(self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: str | None,
+    async def _supervise(self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: bytes | None,
                          timeout: float | None, cell) -> Outcome:
         errors: list[dict[str, Any]] = []
         exits: list[int] = []
@@ -235,9 +271,9 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
         self.exited.set()
 
 
-async def _feed(proc, data: str) -> None:
+async def _feed(proc, data: bytes) -> None:
     try:
-        proc.stdin.write(data.encode())
+        proc.stdin.write(data)
         await proc.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass
@@ -247,13 +283,12 @@ async def _feed(proc, data: str) -> None:
 
 
 async def _pump(reader: asyncio.StreamReader, name: str, sink: Sink) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    chunks = Utf8Chunks()
     while chunk := await reader.read(65536):
-        text = decoder.decode(chunk)
-        if text:
-            await sink.emit({"type": name, "text": text})
-    if tail := decoder.decode(b"", final=True):
-        await sink.emit({"type": name, "text": tail})
+        if fields := chunks.feed(chunk):
+            await sink.emit({"type": name, **fields})
+    if fields := chunks.feed(b"", final=True):
+        await sink.emit({"type": name, **fields})
 
 
 async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits: list[int]) -> None:
@@ -263,10 +298,7 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
     )
-    decoders = {
-        TAG_STDOUT: codecs.getincrementaldecoder("utf-8")("replace"),
-        TAG_STDERR: codecs.getincrementaldecoder("utf-8")("replace"),
-    }
+    decoders = {TAG_STDOUT: Utf8Chunks(), TAG_STDERR: Utf8Chunks()}
     names = {TAG_STDOUT: "stdout", TAG_STDERR: "stderr"}
     buf = bytearray()
     try:
@@ -280,7 +312,7 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits
                     break
                 tag, data = buf[pos], buf[pos + 5:pos + 5 + size]
                 pos += 5 + size
-                if runs and runs[-1][0] == tag and tag not in (TAG_ERROR, TAG_EXIT):
+                if runs and runs[-1][0] == tag and tag in decoders:
                     runs[-1][1].extend(data)
                 else:
                     runs.append((tag, bytearray(data)))
@@ -292,7 +324,16 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits
                 elif tag == TAG_EXIT:
                     with contextlib.suppress(ValueError):
                         exits.append(int(data))
-                elif tag in decoders and (text := decoders[tag].decode(bytes(data))):
-                    await sink.emit({"type": names[tag], "text": text})
+                elif tag == TAG_DISPLAY:
+                    with contextlib.suppress(ValueError):
+                        shown = json.loads(data)
+                        if isinstance(shown, dict) and isinstance(shown.get("data"), dict):
+                            await sink.emit({"type": "display", "data": shown["data"],
+                                             **({"metadata": shown["metadata"]} if shown.get("metadata") else {})})
+                elif tag in decoders and (fields := decoders[tag].feed(bytes(data))):
+                    await sink.emit({"type": names[tag], **fields})
+        for tag, chunks in decoders.items():
+            if fields := chunks.feed(b"", final=True):
+                await sink.emit({"type": names[tag], **fields})
     finally:
         transport.close()

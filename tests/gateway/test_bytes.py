@@ -1,0 +1,83 @@
+"""Bytes in, bytes out: a script's stdin, stdout and stderr are byte-exact through the HTTP API.
+
+Bytes that are not UTF-8 travel as base64 (`stdin_b64`; events' `b64`; results'
+`stdout_b64`/`stderr_b64`); valid UTF-8 keeps the text fields old clients read.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+ECHO = "import sys\ndata = sys.stdin.buffer.read()\nsys.stdout.buffer.write(data)\nsys.stderr.buffer.write(data[::-1])\n"
+MB = 1 << 20
+
+
+def joined(events: list[dict], stream: str) -> bytes:
+    """What a byte-exact client does: `b64` when there, else the text as UTF-8."""
+    out = b""
+    for e in events:
+        if e["type"] == stream:
+            out += base64.b64decode(e["b64"]) if "b64" in e else e["text"].encode()
+    return out
+
+
+def field_bytes(result: dict, stream: str) -> bytes:
+    if f"{stream}_b64" in result:
+        return base64.b64decode(result[f"{stream}_b64"])
+    return result[stream].encode()
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    return os.urandom(MB)
+
+
+def test_megabyte_of_random_bytes_each_way_json(gateway, payload):
+    r = gateway.execute(ECHO, stdin_b64=base64.b64encode(payload).decode(), timeout=60)
+    assert r["status"] == "ok", r
+    assert not r["truncated"]
+    assert field_bytes(r, "stdout") == payload
+    assert field_bytes(r, "stderr") == payload[::-1]
+    # the text fields stay for display: the bytes that are not UTF-8 shown as U+FFFD
+    assert r["stdout"] == payload.decode("utf-8", "replace")
+
+
+def test_megabyte_of_random_bytes_each_way_ndjson(gateway, payload):
+    events = gateway.stream(ECHO, stdin_b64=base64.b64encode(payload).decode(), timeout=60)
+    assert events[-1]["status"] == "ok", events[-1]
+    assert joined(events, "stdout") == payload
+    assert joined(events, "stderr") == payload[::-1]
+    assert all("text" in e for e in events if e["type"] in ("stdout", "stderr"))  # old clients keep working
+
+
+def test_stdin_that_is_not_utf8_reaches_the_script(gateway):
+    r = gateway.execute("import sys; print(sys.stdin.buffer.read())", stdin_b64=base64.b64encode(b"\xffabc").decode())
+    assert r["status"] == "ok", r
+    assert r["stdout"] == "b'\\xffabc'\n"
+    assert "stdout_b64" not in r
+    # text stdin as before; both at once, or base64 that is not, are refused
+    assert gateway.execute("print(input())", stdin="héllo\n")["stdout"] == "héllo\n"
+    r = gateway.client().post("/v1/execute", json={"code": "1", "stdin": "a", "stdin_b64": "YQ=="})
+    assert r.status_code == 400 and "not both" in r.json()["error"]["message"]
+    r = gateway.client().post("/v1/execute", json={"code": "1", "stdin_b64": "not base64!"})
+    assert r.status_code == 400 and "must be base64" in r.json()["error"]["message"]
+
+
+def test_stdout_not_utf8_json_and_stream(gateway):
+    code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe'); sys.stdout.flush()"
+    r = gateway.execute(code)
+    assert base64.b64decode(r["stdout_b64"]) == b"ok \xff\xfe"
+    assert r["stdout"] == "ok \ufffd\ufffd"
+    events = gateway.stream(code)
+    assert joined(events, "stdout") == b"ok \xff\xfe"
+    # UTF-8 written a byte at a time stays text: a character is never cut into base64
+    code = ("import sys, time\nb = 'é€😀'.encode()\nfor i in range(len(b)):\n"
+            "    sys.stdout.buffer.write(b[i:i + 1]); sys.stdout.flush(); time.sleep(0.01)\n")
+    out = [e for e in gateway.stream(code) if e["type"] == "stdout"]
+    assert all("b64" not in e for e in out), out
+    assert "".join(e["text"] for e in out) == "é€😀"
+    r = gateway.execute(code)
+    assert r["stdout"] == "é€😀" and "stdout_b64" not in r
