@@ -17,7 +17,7 @@ import shlex
 from typing import Any, Protocol
 
 from .events import Sink
-from .outcome import EXIT_INTERRUPTED, Outcome, system_exit_code
+from .outcome import EXIT_INTERRUPTED, Outcome, system_exit_code, system_exit_prints
 from .settings import Settings
 
 # Runs once in every new kernel, silently.
@@ -257,6 +257,9 @@ class PythonKernel:
             elif kind == "error":
                 error = {"ename": content.get("ename", ""), "evalue": content.get("evalue", ""),
                          "traceback": content.get("traceback", [])}
+                if error["ename"] == "SystemExit" and system_exit_prints(error["evalue"]):
+                    # python prints a non-integer exit code (sys.exit("msg")) on stderr
+                    await sink.emit({"type": "stderr", "text": error["evalue"] + "\n"})
                 if error["ename"] == "SystemExit" or (interrupted_at is not None and error["ename"] == "KeyboardInterrupt"):
                     continue
                 await sink.emit({"type": "error", **error})

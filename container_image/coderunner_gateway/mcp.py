@@ -83,6 +83,10 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
         **options,
     )
 
+    from . import __version__
+
+    server._mcp_server.version = __version__  # serverInfo.version: ours, not the SDK's
+
     # An MCP session is one run of the low-level server: whatever ends it (DELETE, idle
     # timeout, a crash), the kernel it was given goes with it.
     lowlevel = server._mcp_server

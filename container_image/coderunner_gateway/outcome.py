@@ -48,3 +48,10 @@ def system_exit_code(evalue: str) -> int:
         return int(text)
     except ValueError:
         return 1
+
+
+def system_exit_prints(evalue: str) -> bool:
+    """Whether python prints ``SystemExit(evalue)``'s value on stderr: ``sys.exit("msg")`` does,
+    ``sys.exit(3)`` and ``sys.exit()`` do not."""
+    text = evalue.strip()
+    return text not in ("", "None") and system_exit_code(evalue) == 1 and text != "1"
