@@ -15,6 +15,7 @@ Both stream NDJSON events and always close the response.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -49,6 +50,8 @@ class ExecutionResult:
     session_id: str | None = None
     message: str | None = None
     truncated: bool = False
+    stdout_bytes: bytes = b""  # exact; ``stdout`` shows bytes that are not UTF-8 as U+FFFD
+    stderr_bytes: bytes = b""
 
     @property
     def success(self) -> bool:
@@ -68,8 +71,8 @@ class _Accumulator:
 
     def __init__(self, on_stdout: Callback | None, on_stderr: Callback | None, on_output: Callback | None) -> None:
         self.result = ExecutionResult()
-        self._out: list[str] = []
-        self._err: list[str] = []
+        self._out = bytearray()
+        self._err = bytearray()
         self.cb = {"stdout": on_stdout, "stderr": on_stderr}
         self.on_output = on_output
 
@@ -77,7 +80,7 @@ class _Accumulator:
         kind = event.get("type")
         r = self.result
         if kind in ("stdout", "stderr"):
-            (self._out if kind == "stdout" else self._err).append(event["text"])
+            (self._out if kind == "stdout" else self._err).extend(event_bytes(event))
             if cb := self.cb[kind]:
                 cb(event["text"])
         elif kind in ("display", "result"):
@@ -95,9 +98,25 @@ class _Accumulator:
             r.message = event.get("message")
 
     def finish(self) -> ExecutionResult:
-        self.result.stdout = "".join(self._out)
-        self.result.stderr = "".join(self._err)
-        return self.result
+        r = self.result
+        r.stdout_bytes, r.stderr_bytes = bytes(self._out), bytes(self._err)
+        r.stdout, r.stderr = _text(r.stdout_bytes), _text(r.stderr_bytes)
+        return r
+
+
+def event_bytes(event: dict[str, Any]) -> bytes:
+    """The exact bytes of a ``stdout``/``stderr`` event: ``b64`` when the gateway sent it
+    (the bytes were not UTF-8), else ``text`` as UTF-8."""
+    if "b64" in event:
+        return base64.b64decode(event["b64"])
+    return event.get("text", "").encode("utf-8", "surrogatepass")
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
 
 
 def discover(url: str | None = None, token: str | None = None) -> tuple[str, str | None, bool]:
@@ -130,9 +149,15 @@ class _Base:
 
     @staticmethod
     def _execute_body(code: str, session: str | None, timeout: float | None, language: str | None,
-                      argv: list[str] | None, stdin: str | None, env: dict[str, str] | None,
+                      argv: list[str] | None, stdin: str | bytes | None, env: dict[str, str] | None,
                       filename: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"code": code}
+        if isinstance(stdin, (bytes, bytearray)):  # UTF-8 goes as text (any gateway reads it), the rest as base64
+            try:
+                stdin = bytes(stdin).decode("utf-8")
+            except UnicodeDecodeError:
+                body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
+                stdin = None
         for key, value in (("session_id", session), ("timeout", timeout), ("language", language), ("argv", argv),
                            ("stdin", stdin), ("env", env), ("filename", filename)):
             if value is not None:
@@ -257,7 +282,7 @@ class CodeRunner(_Base):
 
     @contextlib.contextmanager
     def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
-               language: str | None = None, argv: list[str] | None = None, stdin: str | None = None,
+               language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
                env: dict[str, str] | None = None, filename: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
         """Events as they happen. Leaving the block early closes the stream,
         which stops a script (a session keeps running: call interrupt)."""
@@ -270,7 +295,7 @@ class CodeRunner(_Base):
             yield events()
 
     def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                language: str | None = None, argv: list[str] | None = None, stdin: str | None = None,
+                language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
                 env: dict[str, str] | None = None, filename: str | None = None,
                 on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                 on_output: Callback | None = None) -> ExecutionResult:
@@ -418,7 +443,7 @@ class AsyncCodeRunner(_Base):
 
     @contextlib.asynccontextmanager
     async def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                     language: str | None = None, argv: list[str] | None = None, stdin: str | None = None,
+                     language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
                      env: dict[str, str] | None = None,
                      filename: str | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename)
@@ -435,7 +460,7 @@ class AsyncCodeRunner(_Base):
             yield events()
 
     async def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                      language: str | None = None, argv: list[str] | None = None, stdin: str | None = None,
+                      language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
                       env: dict[str, str] | None = None, filename: str | None = None,
                       on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                       on_output: Callback | None = None) -> ExecutionResult:

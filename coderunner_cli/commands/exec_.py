@@ -1,7 +1,7 @@
 """`coderunner exec`: run a file, -c CODE or stdin in the sandbox, like a local interpreter.
 
-stdout and stderr stream to ours as produced; images are saved to files (said
-on stderr); the exit code is the code's. Ctrl-C interrupts the remote code
+stdout and stderr stream to ours as produced, byte for byte; images and HTML
+are saved to files (said on stderr); the exit code is the code's. Ctrl-C interrupts the remote code
 (a session's kernel is interrupted, a script is killed) and exits 130.
 """
 
@@ -47,6 +47,7 @@ def shebang_language(first_line: str) -> str | None:
         return "python"
     return "bash" if prog in ("sh", "bash", "dash") else None
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg", "image/gif": "gif"}
+SAVED_TYPES = {**IMAGE_TYPES, "text/html": "html"}  # in this order: a figure's PNG before its HTML
 
 
 def resolve_code(target: str | None, code: str | None, lang: str | None) -> tuple[str, str, str | None, bool]:
@@ -79,7 +80,7 @@ def resolve_code(target: str | None, code: str | None, lang: str | None) -> tupl
 
 def run(target: str | None, args: list[str], code: str | None, session: str | None, timeout: float | None,
         lang: str | None, outputs: Path | None) -> int:
-    from ..client import CodeRunner
+    from ..client import CodeRunner, event_bytes
 
     check_lang(lang)
     check_timeout(timeout)
@@ -91,11 +92,11 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
     source, language, filename, from_stdin = resolve_code(target, code, lang)
     stdin = None
     if not from_stdin and not sys.stdin.isatty() and session is None:
-        stdin = sys.stdin.read()
+        stdin = sys.stdin.buffer.read()  # bytes: sent exactly, as base64 when not UTF-8
     if session is not None and args:
         raise UsageError("arguments go to scripts; a --session runs code in its kernel without argv")
     saver = _OutputSaver(outputs)
-    out, err = sys.stdout, sys.stderr
+    out, err = sys.stdout.buffer, sys.stderr.buffer
     cr = CodeRunner()
     exit_code = 1
     try:
@@ -104,29 +105,29 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
                        filename=filename if session is None else None) as events:
             for event in events:
                 kind = event.get("type")
-                if kind == "stdout":
-                    out.write(event["text"])
-                    out.flush()
-                elif kind == "stderr":
-                    err.write(event["text"])
-                    err.flush()
+                if kind in ("stdout", "stderr"):
+                    stream = out if kind == "stdout" else err
+                    stream.write(event_bytes(event))
+                    stream.flush()
                 elif kind in ("display", "result"):
                     saver.save(event)
                 elif kind == "error" and session is not None:
-                    err.write("\n".join(event.get("traceback") or [f"{event['ename']}: {event['evalue']}"]) + "\n")
+                    lines = event.get("traceback") or [f"{event['ename']}: {event['evalue']}"]
+                    sys.stderr.write("\n".join(lines) + "\n")
+                    sys.stderr.flush()
                 elif kind == "done":
                     exit_code = int(event.get("exit_code", 1))
                     if event.get("message") and event.get("status") != "ok":
-                        print(f"coderunner: {event['message']}", file=err)
+                        print(f"coderunner: {event['message']}", file=sys.stderr)
     except KeyboardInterrupt:
         if session is not None:
             try:
                 with CodeRunner() as other:
                     other.interrupt(session)
             except Exception as exc:  # noqa: BLE001 - best effort while exiting on Ctrl-C
-                print(f"coderunner: could not interrupt session {session}: {exc}", file=err)
+                print(f"coderunner: could not interrupt session {session}: {exc}", file=sys.stderr)
         cr.close()  # closing the stream kills a script
-        print("coderunner: interrupted", file=err)
+        print("coderunner: interrupted", file=sys.stderr)
         return 130
     finally:
         cr.close()
@@ -134,7 +135,8 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
 
 
 class _OutputSaver:
-    """Rich outputs: images to files (path said on stderr), text/plain of results to stdout."""
+    """Rich outputs: images and HTML to files (path said on stderr), text/plain of results to stdout
+    (a result's HTML, such as a DataFrame's, is not saved: its text is shown)."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
@@ -142,8 +144,8 @@ class _OutputSaver:
 
     def save(self, event: dict) -> None:
         data = event.get("data") or {}
-        for mime, ext in IMAGE_TYPES.items():
-            if mime in data:
+        for mime, ext in SAVED_TYPES.items():
+            if mime in data and not (mime == "text/html" and event.get("type") == "result"):
                 from .. import paths
 
                 directory = self.directory or paths.outputs_dir()
@@ -151,7 +153,7 @@ class _OutputSaver:
                 self.count += 1
                 path = directory / f"output-{os.getpid()}-{self.count}.{ext}"
                 raw = data[mime]
-                path.write_bytes(raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw))
+                path.write_bytes(raw.encode() if mime in ("image/svg+xml", "text/html") else base64.b64decode(raw))
                 print(f"coderunner: saved {mime} to {path}", file=sys.stderr)
                 return
         if event.get("type") == "result" and "text/plain" in data:
