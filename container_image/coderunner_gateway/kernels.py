@@ -62,9 +62,16 @@ def _coderunner_init():
         cap["sent_" + name] += kept
         return head
 
+    def counts(*keys):
+        # the counters belong to the execution that last wrote: one that wrote nothing has 0
+        parent = ip.kernel.get_parent("shell") or {}
+        if parent.get("header", {}).get("msg_id") != cap["msg"]:
+            return {"stdout": 0, "stderr": 0}
+        return {"stdout": cap[keys[0]], "stderr": cap[keys[1]]}
+
     mod = type(sys)("__coderunner__")
-    mod.dropped = lambda: {"stdout": cap["stdout"], "stderr": cap["stderr"]}
-    mod.sent = lambda: {"stdout": cap["sent_stdout"], "stderr": cap["sent_stderr"]}
+    mod.dropped = lambda: counts("stdout", "stderr")
+    mod.sent = lambda: counts("sent_stdout", "sent_stderr")
     sys.modules["__coderunner__"] = mod
 
     # ipykernel buffers each stream apart; flushing the other stream when

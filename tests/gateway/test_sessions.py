@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 
@@ -284,3 +285,16 @@ def test_client_going_away_interrupts_session_code(gateway):
         assert time.monotonic() < deadline, "the session kept running after its client left"
         time.sleep(0.05)
     assert gateway.execute("print(kept)", session_id=sid)["stdout"] == "1\n"
+
+
+def test_an_execution_that_prints_nothing_reports_nothing_dropped(gateway):
+    """The kernel's output counters belong to the execution that wrote: the next one, which
+    writes nothing, must not inherit them (as lost or dropped output)."""
+    sid = gateway.new_session()
+    assert gateway.execute("print('set')", session_id=sid)["stdout"] == "set\n"
+    r = gateway.execute("1 + 1", session_id=sid)
+    assert r["truncated"] is False and "dropped" not in r and "message" not in r, r
+    with gateway.client().stream("POST", "/v1/execute", json={"code": "2 + 2", "session_id": sid},
+                                 headers={"Accept": "application/x-ndjson"}) as resp:
+        done = [json.loads(line) for line in resp.iter_lines()][-1]
+    assert "dropped" not in done, done
