@@ -30,6 +30,10 @@ app.add_typer(session_app, name="session")
 app.add_typer(config_app, name="config")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# Every command that talks to a sandbox takes it; _user_errors selects it (paths.use_sandbox) before the command runs
+SandboxOpt = Annotated[str | None, typer.Option(
+    "--name", envvar="CODERUNNER_SANDBOX", show_default=False,
+    help="Which sandbox (default: `default`); each has its own workspace, token and state. See `coderunner ls`.")]
 
 
 def _version(value: bool) -> None:
@@ -56,6 +60,7 @@ def root(
 @app.command()
 def up(
     ctx: typer.Context,
+    sandbox_name: SandboxOpt = None,
     runtime: Annotated[str | None, typer.Option(help="apple, docker, podman or local (default: auto-detect).")] = None,
     image: Annotated[str, typer.Option(help="Image to run (container runtimes).")] = "coderunner:latest",
     cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
@@ -129,6 +134,7 @@ def build(
 
 @app.command()
 def down(
+    sandbox_name: SandboxOpt = None,
     remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox and its secrets (and the local workspace).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop.")] = 10,
 ) -> None:
@@ -139,7 +145,7 @@ def down(
 
 
 @app.command()
-def status(as_json: JsonOpt = False) -> None:
+def status(as_json: JsonOpt = False, sandbox_name: SandboxOpt = None) -> None:
     """Runtime, isolation, state, URL, health and sessions. Exits 3 when the sandbox is not up."""
     from . import render, sandbox
 
@@ -149,8 +155,42 @@ def status(as_json: JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
+@app.command(name="ls")
+def ls(as_json: JsonOpt = False) -> None:
+    """List the sandboxes: name, runtime, state, URL, created, options."""
+    from . import render, sandbox
+
+    rows = [r.as_dict() for r in sandbox.listing()]
+    if as_json:
+        render.emit_json(rows)
+        return
+    for r in rows:
+        r["options"] = _options_summary(r["options"])
+    render.table(rows, ["name", "runtime", "state", "url", "created", "options"], as_json=False,
+                 empty="no sandboxes: start one with `coderunner up` (or `coderunner up --name NAME`)")
+
+
+def _options_summary(options: dict) -> str:
+    """The options a sandbox was started with that differ from `up`'s defaults, as flags."""
+    parts = []
+    if options.get("image") not in (None, "coderunner:latest"):
+        parts.append(f"--image {options['image']}")
+    for key in ("cpus", "memory"):
+        if options.get(key):
+            parts.append(f"--{key} {options[key]}")
+    if options.get("network") is False:
+        parts.append("--no-network")
+    for key, flag in (("ssh_agent", "--with-ssh-agent"), ("credentials", "--with-credentials")):
+        if options.get(key):
+            parts.append(flag)
+    parts += [f"--mount {m}" for m in options.get("mounts") or []]
+    parts += [f"--env-file {f}" for f in options.get("env_files") or []]
+    return " ".join(parts) or "-"
+
+
 @app.command()
 def logs(
+    sandbox_name: SandboxOpt = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", "-n", help="Only the last N lines.")] = None,
 ) -> None:
@@ -162,7 +202,7 @@ def logs(
 
 
 @app.command()
-def shell() -> None:
+def shell(sandbox_name: SandboxOpt = None) -> None:
     """An interactive shell inside the sandbox."""
     from . import sandbox
 
@@ -176,6 +216,7 @@ AGENTS = {"claude": "claude", "codex": "codex", "gemini": "gemini", "cursor": "c
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     agent: Annotated[str, typer.Argument(help="claude, codex, gemini or cursor.")],
+    sandbox_name: SandboxOpt = None,
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the agent.")] = None,
 ) -> None:
     """Run an AI agent CLI inside the sandbox (where the image has it)."""
@@ -197,6 +238,7 @@ def run(
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
 def exec_(
+    sandbox_name: SandboxOpt = None,
     file: Annotated[str | None, typer.Argument(help="Script to run (.py, .sh), or - for stdin.", show_default=False)] = None,
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script.", show_default=False)] = None,
     code: Annotated[str | None, typer.Option("-c", "--code", help="Code to run instead of a file.")] = None,
@@ -212,7 +254,7 @@ def exec_(
 
 
 @app.command()
-def mcp() -> None:
+def mcp(sandbox_name: SandboxOpt = None) -> None:
     """An MCP server on stdio bridged to the sandbox: `claude mcp add coderunner -- coderunner mcp`."""
     from .mcp_bridge import run as run_bridge
 
@@ -225,6 +267,7 @@ BROWSE_FORMATS = ("text", "markdown", "html", "links")
 @app.command()
 def browse(
     url: Annotated[str, typer.Argument(help="An http(s) URL, opened in the sandbox's Chromium.")],
+    sandbox_name: SandboxOpt = None,
     format: Annotated[str, typer.Option("--format", "-f", help="text, markdown, html or links.")] = "text",
     screenshot: Annotated[Path | None, typer.Option(help="Save a PNG screenshot here instead.")] = None,
     full_page: Annotated[bool, typer.Option(help="With --screenshot: the whole page.")] = False,
@@ -259,7 +302,7 @@ app.add_typer(skills_app, name="skills")
 
 
 @skills_app.command("ls")
-def skills_ls(as_json: JsonOpt = False) -> None:
+def skills_ls(as_json: JsonOpt = False, sandbox_name: SandboxOpt = None) -> None:
     """List the skills in the sandbox."""
     from . import render
     from .client import CodeRunner
@@ -270,7 +313,7 @@ def skills_ls(as_json: JsonOpt = False) -> None:
 
 
 @skills_app.command("show")
-def skills_show(name: str, as_json: JsonOpt = False) -> None:
+def skills_show(name: str, as_json: JsonOpt = False, sandbox_name: SandboxOpt = None) -> None:
     """A skill's instructions and files."""
     from . import render
     from .client import CodeRunner
@@ -292,6 +335,7 @@ def skills_show(name: str, as_json: JsonOpt = False) -> None:
 
 @session_app.command("new")
 def session_new(
+    sandbox_name: SandboxOpt = None,
     name: Annotated[str | None, typer.Argument(help="A name to refer to it by.")] = None,
     lang: Annotated[str, typer.Option("--lang", "-l", help="python or bash.")] = "python",
     as_json: JsonOpt = False,
@@ -313,7 +357,7 @@ def session_new(
 
 
 @session_app.command("ls")
-def session_ls(as_json: JsonOpt = False) -> None:
+def session_ls(as_json: JsonOpt = False, sandbox_name: SandboxOpt = None) -> None:
     """List sessions."""
     from . import render
     from .client import CodeRunner
@@ -336,19 +380,22 @@ def _session_action(action: str, name: str) -> None:
 
 
 @session_app.command("rm")
-def session_rm(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+def session_rm(name: Annotated[str, typer.Argument(help="Session name or id.")],
+               sandbox_name: SandboxOpt = None) -> None:
     """Delete a session."""
     _session_action("delete_session", name)
 
 
 @session_app.command("restart")
-def session_restart(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+def session_restart(name: Annotated[str, typer.Argument(help="Session name or id.")],
+                    sandbox_name: SandboxOpt = None) -> None:
     """Give a session a fresh kernel (its state is cleared)."""
     _session_action("restart", name)
 
 
 @session_app.command("interrupt")
-def session_interrupt(name: Annotated[str, typer.Argument(help="Session name or id.")]) -> None:
+def session_interrupt(name: Annotated[str, typer.Argument(help="Session name or id.")],
+                      sandbox_name: SandboxOpt = None) -> None:
     """Interrupt what a session is running."""
     _session_action("interrupt", name)
 
@@ -445,6 +492,10 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if "sandbox_name" in kwargs:
+                from . import paths
+
+                paths.use_sandbox(kwargs["sandbox_name"])
             return fn(*args, **kwargs)
         except CoderunnerError as exc:
             print(f"coderunner: {cli_words(exc.message)}", file=sys.stderr)

@@ -119,24 +119,28 @@ def _text(data: bytes) -> str:
         return data.decode("utf-8", "replace")
 
 
-def discover(url: str | None = None, token: str | None = None) -> tuple[str, str | None, bool]:
-    """URL and token: given > $CODERUNNER_URL/$CODERUNNER_TOKEN > the running sandbox.
-    The bool says whether they came from `coderunner up`'s state."""
-    url = url or os.environ.get("CODERUNNER_URL")
-    token = token or os.environ.get("CODERUNNER_TOKEN")
+def discover(url: str | None = None, token: str | None = None,
+             sandbox: str | None = None) -> tuple[str, str | None, bool]:
+    """URL and token: given > the sandbox named ``sandbox`` > $CODERUNNER_URL/$CODERUNNER_TOKEN > the
+    selected sandbox (``--name``, $CODERUNNER_SANDBOX, else ``default``). The bool says whether they
+    came from `coderunner up`'s state."""
+    if sandbox is None:
+        url = url or os.environ.get("CODERUNNER_URL")
+        token = token or os.environ.get("CODERUNNER_TOKEN")
     if url:
         return url.rstrip("/"), token, False
     from . import state
 
-    st = state.load()
+    st = state.load(sandbox)
     if st is None:
-        raise SandboxNotRunning()
+        raise SandboxNotRunning.named(sandbox)
     return st.url, token or st.token, True
 
 
 class _Base:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None) -> None:
-        self.url, self.token, self._from_state = discover(url, token)
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None,
+                 sandbox: str | None = None) -> None:
+        self.url, self.token, self._from_state = discover(url, token, sandbox)
         self.timeout = timeout  # HTTP read timeout; None waits as long as the code runs
 
     def _headers(self, *, stream: bool = False, json_body: bool = True) -> dict[str, str]:
@@ -197,8 +201,9 @@ class _Base:
 class CodeRunner(_Base):
     """Synchronous client. One keep-alive connection; not thread-safe (make one per thread)."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None) -> None:
-        super().__init__(url, token, timeout)
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None, *,
+                 sandbox: str | None = None) -> None:
+        super().__init__(url, token, timeout, sandbox)
         self._conn = None
 
     def __enter__(self) -> CodeRunner:
@@ -389,8 +394,9 @@ class Session:
 class AsyncCodeRunner(_Base):
     """Asynchronous twin of :class:`CodeRunner` (same methods, awaited)."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None) -> None:
-        super().__init__(url, token, timeout)
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None, *,
+                 sandbox: str | None = None) -> None:
+        super().__init__(url, token, timeout, sandbox)
         import httpx
 
         transport = httpx.AsyncHTTPTransport(uds=self.url[5:]) if self.url.startswith("unix:") else None

@@ -37,6 +37,16 @@ class SandboxNotRunning(CoderunnerError):
     def __init__(self, message: str = "the sandbox is not running: start it with `coderunner up`") -> None:
         super().__init__(message)
 
+    @classmethod
+    def named(cls, sandbox: str | None = None) -> SandboxNotRunning:
+        """Not running, said for the sandbox NAME (default: the selected one)."""
+        from . import paths
+
+        sandbox = sandbox or paths.sandbox()
+        if sandbox == paths.DEFAULT_SANDBOX:
+            return cls()
+        return cls(f"the sandbox {sandbox!r} is not running: start it with `coderunner up --name {sandbox}`")
+
 
 class ConfigError(CoderunnerError):
     exit_code = 78

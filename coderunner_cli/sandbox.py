@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from . import config, paths, state
-from .errors import SandboxNotRunning, UsageError
+from .errors import CoderunnerError, SandboxNotRunning, UsageError
 from .runtimes import ContainerSpec, Mount, Runtime, get, resolve
 from .runtimes.base import DEFAULT_IMAGE, credential_mounts
 
 
-def sandbox_name() -> str:
-    """The container's name: `coderunner`, or $CODERUNNER_NAME (one sandbox per state dir)."""
-    return os.environ.get("CODERUNNER_NAME") or "coderunner"
+def sandbox_name(sandbox: str | None = None) -> str:
+    """The container's name: `coderunner` (or $CODERUNNER_NAME) for the default sandbox, `coderunner-NAME`
+    (or `$CODERUNNER_NAME-NAME`) for the sandbox NAME."""
+    base = os.environ.get("CODERUNNER_NAME") or "coderunner"
+    sandbox = sandbox or paths.sandbox()
+    return base if sandbox == paths.DEFAULT_SANDBOX else f"{base}-{sandbox}"
 
 
 @dataclass
@@ -233,14 +236,14 @@ def _up(opts: UpOptions, say) -> UpResult:
     wanted.workspace.mkdir(parents=True, exist_ok=True)
     spec = ContainerSpec(
         name=name, image=wanted.image, secrets_dir=paths.secrets_dir(), env_file=env_file,
-        workspace=wanted.workspace, run_dir=paths.ensure_private_dir(paths.home() / "run"), cpus=wanted.cpus,
+        workspace=wanted.workspace, run_dir=paths.ensure_private_dir(paths.run_dir()), cpus=wanted.cpus,
         memory=wanted.memory, skills_dir=_mkdir(paths.skills_dir()),
         mounts=wanted.mounts, ssh_agent=wanted.ssh_agent, network=wanted.network,
     )
     say(f"starting the sandbox ({runtime.name})")
     url = runtime.create(spec)
     state.save(state.SandboxState(runtime=runtime.name, name=name, url=url, image=wanted.image,
-                                  created_at=time.time(), options=wanted.record))
+                                  created_at=time.time(), options=wanted.record, sandbox=paths.sandbox()))
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
     return UpResult(url, runtime.name, source, action, runtime.isolation, warnings, notes)
@@ -344,7 +347,9 @@ def down(remove: bool = False, timeout: float = 10) -> str:
 def status() -> StatusReport:
     current = state.load()
     if current is None:
-        return StatusReport(False, detail="no sandbox: run `coderunner up`")
+        name = paths.sandbox()
+        up = "`coderunner up`" if name == paths.DEFAULT_SANDBOX else f"`coderunner up --name {name}`"
+        return StatusReport(False, detail=f"no sandbox: run {up}")
     runtime: Runtime = get(current.runtime)
     st = runtime.status(current.name)
     report = StatusReport(False, runtime.name, runtime.isolation, st.state, current.url, detail=st.detail)
@@ -371,8 +376,39 @@ def status() -> StatusReport:
     return report
 
 
+@dataclass
+class SandboxRow:
+    name: str
+    runtime: str
+    state: str
+    url: str | None
+    created: str | None
+    options: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def listing() -> list[SandboxRow]:
+    """Every sandbox this state dir knows, with the state its runtime reports (`coderunner ls`)."""
+    rows = []
+    for name in state.names():
+        current = state.load(name)
+        if current is None:
+            continue
+        try:
+            st = get(current.runtime, name).status(current.name).state
+        except CoderunnerError as exc:  # its runtime is not installed any more
+            st = f"unknown ({exc.message})"
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(current.created_at)) \
+            if current.created_at else None
+        rows.append(SandboxRow(name, current.runtime, st, current.url if st == "running" else None, created,
+                               current.options))
+    return rows
+
+
 def require_running():
     current = state.load()
     if current is None:
-        raise SandboxNotRunning()
+        raise SandboxNotRunning.named()
     return current, get(current.runtime)

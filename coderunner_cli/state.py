@@ -1,6 +1,7 @@
 """What is running: which runtime and sandbox, its URL, what it was started with, and its token (0600).
 
-One state dir has at most one sandbox: `up` and `down` hold :func:`lock` for
+Each sandbox (``--name``, see :mod:`paths`) has a state dir of its own, and
+one state dir has at most one sandbox: `up` and `down` hold :func:`lock` for
 their whole run, so two of them never start or end sandboxes side by side.
 """
 
@@ -25,50 +26,65 @@ class SandboxState:
     pid: int | None = None          # local runtime: the bwrap process
     created_at: float = 0.0
     options: dict = field(default_factory=dict)  # what it was started with (digests, never secret values)
+    sandbox: str = paths.DEFAULT_SANDBOX  # its --name (state.json of older versions: the default one)
 
     @property
     def token(self) -> str | None:
         try:
-            return paths.token_file().read_text().strip() or None
+            return paths.token_file(self.sandbox).read_text().strip() or None
         except FileNotFoundError:
             return None
 
 
-def load() -> SandboxState | None:
+def load(name: str | None = None) -> SandboxState | None:
+    """The sandbox NAME's state (default: the selected sandbox), or None."""
+    name = name or paths.sandbox()
     try:
-        data = json.loads(paths.state_file().read_text())
-    except (FileNotFoundError, ValueError):
+        data = json.loads(paths.state_file(name).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
     known = {k: v for k, v in data.items() if k in SandboxState.__dataclass_fields__}
+    known["sandbox"] = name  # where it was found is what it is called
     try:
         return SandboxState(**known)
     except TypeError:
         return None
 
 
+def names() -> list[str]:
+    """Every sandbox with a state file: ``default`` first, then the others by name."""
+    found = [paths.DEFAULT_SANDBOX] if paths.state_file(paths.DEFAULT_SANDBOX).is_file() else []
+    with contextlib.suppress(OSError):
+        for d in sorted(paths.sandboxes_dir().iterdir()):
+            if paths.SANDBOX_NAME.fullmatch(d.name) and d.name != paths.DEFAULT_SANDBOX \
+                    and (d / "state.json").is_file():
+                found.append(d.name)
+    return found
+
+
 def save(state: SandboxState, token: str | None = None) -> None:
     if token is not None:
-        paths.write_private(paths.token_file(), token + "\n")
-    paths.write_private(paths.state_file(), json.dumps(asdict(state), indent=2) + "\n")
+        paths.write_private(paths.token_file(state.sandbox), token + "\n")
+    paths.write_private(paths.state_file(state.sandbox), json.dumps(asdict(state), indent=2) + "\n")
 
 
-def clear() -> None:
+def clear(name: str | None = None) -> None:
     """Forget the sandbox and delete its secrets (token, environment)."""
-    for p in (paths.state_file(), paths.token_file(), paths.env_file()):
+    for p in (paths.state_file(name), paths.token_file(name), paths.env_file(name)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p)
     with contextlib.suppress(OSError):  # only when empty
-        paths.secrets_dir().rmdir()
+        paths.secrets_dir(name).rmdir()
 
 
 @contextlib.contextmanager
 def lock(timeout: float = 600, waiting: Callable[[str], object] | None = None) -> Iterator[None]:
-    """Hold the state dir's lock (fcntl.flock, released by the kernel if we die)."""
+    """Hold the selected sandbox's lock (fcntl.flock, released by the kernel if we die)."""
     import fcntl
 
     from .errors import RuntimeTimeout
 
-    path = paths.home() / "lock"
+    path = paths.lock_file()
     paths.ensure_private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -17,7 +17,8 @@ NAMES = ("apple", "docker", "podman", "local")
 __all__ = ["NAMES", "ContainerSpec", "Mount", "Runtime", "Status", "get", "resolve"]
 
 
-def get(name: str) -> Runtime:
+def get(name: str, sandbox: str | None = None) -> Runtime:
+    """The runtime NAME, for the sandbox ``sandbox`` (default: the selected one; only local keeps files)."""
     if name == "apple":
         from .apple import AppleRuntime
 
@@ -27,9 +28,10 @@ def get(name: str) -> Runtime:
 
         return DockerRuntime(name)
     if name == "local":
+        from .. import paths
         from .local import LocalRuntime
 
-        return LocalRuntime()
+        return LocalRuntime(state_dir=paths.sandbox_dir(sandbox), workspace=paths.workspace(sandbox))
     raise UsageError(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 

@@ -84,9 +84,16 @@ class LocalRuntime:
     name = "local"
     isolation = "process sandbox (bubblewrap): shares the host kernel, no resource limits; weaker than a VM"
 
-    def __init__(self, bwrap: str = "bwrap", python: str | None = None) -> None:
+    def __init__(self, bwrap: str = "bwrap", python: str | None = None, *, state_dir: Path | None = None,
+                 workspace: Path | None = None) -> None:
+        """``state_dir`` holds the sandbox's pid file, run dir, log and secrets; both default to the
+        selected sandbox's (see :mod:`paths`), read now: nothing later looks at global paths."""
         self.bwrap = shutil.which(bwrap) or bwrap
         self.python = python or os.environ.get("CODERUNNER_GATEWAY_PYTHON") or sys.executable
+        self.state_dir = state_dir or paths.sandbox_dir()
+        self.workspace = workspace or paths.workspace()
+        self.log_file = self.state_dir / "gateway.log"
+        self.env_file = self.state_dir / "secrets" / "sandbox.env"
 
     # -- readiness -------------------------------------------------------------
     def problem(self) -> str | None:
@@ -116,14 +123,14 @@ class LocalRuntime:
 
     # -- lifecycle ---------------------------------------------------------------
     def status(self, name: str) -> Status:
-        pid = _pid_file(name)
+        pid = _pid_file(self.state_dir, name)
         if pid and _is_sandbox(pid):
             return Status("running", f"supervisor pid {pid}")
-        return Status("stopped" if paths.workspace().exists() else "missing")
+        return Status("stopped" if self.workspace.exists() else "missing")
 
     def create(self, spec: ContainerSpec) -> str:
-        run_dir = spec.run_dir or paths.ensure_private_dir(paths.home() / "run")
-        workspace = spec.workspace or paths.workspace()
+        run_dir = spec.run_dir or paths.ensure_private_dir(self.state_dir / "run")
+        workspace = spec.workspace or self.workspace
         workspace.mkdir(parents=True, exist_ok=True)
         ready = run_dir / "ready.json"
         ready.unlink(missing_ok=True)
@@ -134,13 +141,13 @@ class LocalRuntime:
         # bwrap --die-with-parent needs a parent that lives as long as the
         # sandbox: a shell that waits for it. Killing it (even -9) ends all.
         argv = self.argv(spec, run_dir)
-        paths.write_private(_argv_file(spec.name), json.dumps(argv))  # `shell` reuses the sandbox's view
+        paths.write_private(_argv_file(self.state_dir, spec.name), json.dumps(argv))  # `shell` reuses the sandbox's view
         env_file = spec.env_file if spec.env_file is not None and spec.env_file.exists() else "/dev/null"
         cmd = ["sh", "-c", SUPERVISE, SUPERVISOR, str(spec.secrets_dir / "token"), str(env_file), *argv]
-        log = paths.log_file()
+        log = self.log_file
         # an empty environment: bwrap's own process (pid 1 inside) keeps the one it was given
         proc = _proc.spawn(cmd, log_path=str(log), env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"})
-        paths.write_private(paths.home() / f"{spec.name}.pid", str(proc.pid))
+        paths.write_private(self.state_dir / f"{spec.name}.pid", str(proc.pid))
         deadline = time.monotonic() + 60
         while not ready.exists():
             if proc.poll() is not None:
@@ -156,7 +163,7 @@ class LocalRuntime:
         return url
 
     def argv(self, spec: ContainerSpec, run_dir: Path) -> list[str]:
-        workspace = spec.workspace or paths.workspace()
+        workspace = spec.workspace or self.workspace
         owner = gateway_owner()
         cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--unshare-cgroup-try", "--hostname", "coderunner", "--clearenv"]
@@ -231,7 +238,7 @@ class LocalRuntime:
     def stop(self, name: str, timeout: float) -> None:
         """SIGTERM to the gateway alone, as when it runs by itself: it ends running code
         (streams end with ``died``) and exits, and the sandbox with it."""
-        pid = _pid_file(name)
+        pid = _pid_file(self.state_dir, name)
         if not pid or not _is_sandbox(pid):
             return
         gateways = [p for p in _descendants(pid) if _is_gateway(_cmdline(p))]
@@ -243,14 +250,14 @@ class LocalRuntime:
             time.sleep(0.05)
         if _is_sandbox(pid):
             _signal(pid, signal.SIGKILL)
-        (paths.home() / f"{name}.pid").unlink(missing_ok=True)
+        (self.state_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def remove(self, name: str) -> None:
         self.stop(name, 10)
-        shutil.rmtree(paths.workspace(), ignore_errors=True)
+        shutil.rmtree(self.workspace, ignore_errors=True)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        log = paths.log_file()
+        log = self.log_file
         if not log.exists():
             return 0
         with open(log, "rb") as f:
@@ -277,9 +284,9 @@ class LocalRuntime:
         reaches only that, never the terminal this command was started from."""
         if self.status(name).state != "running":
             raise SandboxNotRunning()
-        saved = json.loads(_argv_file(name).read_text())
+        saved = json.loads(_argv_file(self.state_dir, name).read_text())
         options = _without_gateway_mounts(saved[:saved.index("--")])
-        env_file = paths.env_file()
+        env_file = self.env_file
         if env_file.exists():
             options += ["--ro-bind", str(env_file), f"{GATEWAY_DIR}/sandbox.env"]
         load_env = f'set -a; [ -r {GATEWAY_DIR}/sandbox.env ] && . {GATEWAY_DIR}/sandbox.env; set +a; exec "$@"'
@@ -331,13 +338,13 @@ def _is_gateway(cmdline: bytes) -> bool:
     return b"-m" in args[:3] and b"coderunner_gateway" in args[:4] and not args[0].endswith(b"bwrap")
 
 
-def _argv_file(name: str) -> Path:
-    return paths.home() / f"{name}.bwrap.json"
+def _argv_file(state_dir: Path, name: str) -> Path:
+    return state_dir / f"{name}.bwrap.json"
 
 
-def _pid_file(name: str) -> int | None:
+def _pid_file(state_dir: Path, name: str) -> int | None:
     try:
-        return int((paths.home() / f"{name}.pid").read_text())
+        return int((state_dir / f"{name}.pid").read_text())
     except (FileNotFoundError, ValueError):
         return None
 
