@@ -81,8 +81,9 @@ def _coderunner_init():
         base = type(stream)
 
         # ipykernel sends all that was written in a flush interval as ONE message, which
-        # the gateway must then hold whole (300 MB for a fast loop): flush every 256 KiB. The
-        # flush waits for the kernel's I/O thread, so a flood slows the code that prints.
+        # the gateway must then hold whole (300 MB for a fast loop): flush every 128 KiB, as
+        # ZeroMQ may queue up to 1000 messages. The flush waits for the kernel's I/O thread,
+        # so a flood slows the code that prints.
         pending = [0]
 
         class Ordered(base):
@@ -100,7 +101,7 @@ def _coderunner_init():
                     piece = text[i:i + 65536]
                     written += base.write(self, piece) or 0
                     pending[0] += len(piece)
-                    if pending[0] >= 1 << 18:
+                    if pending[0] >= 1 << 17:
                         pending[0] = 0
                         self.flush()
                 return written
