@@ -249,8 +249,10 @@ class BwrapJail(Jail):
                "--unshare-cgroup-try", "--hostname", "coderunner"]
         if self.drop_to is None:  # a user: a user namespace of its own, uid 1000 in it
             cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
-        else:  # root: only what the drop to the code's uid needs, gone with the drop
-            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:  # root: only what setting up over the code's files and dropping to its uid need;
+            # all gone with the drop (a uid change clears them; no-new-privs keeps them gone)
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                    "--cap-add", "CAP_DAC_OVERRIDE"]
         tmp = self._made.copy()
         cmd += [*self._view, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(c.tmp_size),
                 "--tmpfs", "/tmp", "--perms", "01777", "--size", str(c.tmp_size), "--tmpfs", "/dev/shm",

@@ -165,3 +165,17 @@ def test_env_file_reaches_scripts_and_sessions(gateway_factory, tmp_path):
     assert gw.execute("import os; print(os.environ['API_KEY'])", session_id=sid)["stdout"] == "sk-123\n"
     r = gw.execute("echo $OTHER", language="bash", env={"OTHER": "per request wins"})
     assert r["stdout"] == "per request wins\n"
+
+
+def test_a_private_workspace_still_runs_code(tmp_path):
+    """A 0700 workspace (as a user's state dir holds it): the gateway's cells must still set up
+    in it and the code write it, whoever the gateway runs as."""
+    from tests.conftest import start_gateway
+
+    (tmp_path / "gw" / "workspace").mkdir(parents=True, mode=0o700)
+    gw = start_gateway(tmp_path / "gw", "--pool-size", "0")
+    try:
+        r = gw.execute("open('made.txt', 'w').write('ok')\nprint(open('made.txt').read())")
+        assert (r["status"], r["stdout"]) == ("ok", "ok\n"), r
+    finally:
+        gw.stop()
