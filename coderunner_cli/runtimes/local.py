@@ -58,6 +58,7 @@ SUPERVISE = 'exec 3<"$1" 4<"$2"; shift 2; bwrap_="$1"; shift; "$bwrap_" "$@"; ex
 DROP = ("import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setgid(g); os.setuid(u); "
         "os.execv(sys.argv[3], sys.argv[3:])")
 TMPFS_BYTES = 1 << 30  # each of the outer sandbox's /tmp, /home, /run (tmpfs in host RAM)
+MAX_PROCESSES = 1024   # processes the sandbox may add to its uid's (RLIMIT_NPROC; no cgroups)
 # Where the gateway's Python and packages live (run by that Python); see _python_dirs
 PYTHON_DIRS = r"""
 import importlib.util, json, os, sys
@@ -146,7 +147,10 @@ class LocalRuntime:
         cmd = ["sh", "-c", SUPERVISE, SUPERVISOR, str(spec.secrets_dir / "token"), str(env_file), *argv]
         log = self.log_file
         # an empty environment: bwrap's own process (pid 1 inside) keeps the one it was given
-        proc = _proc.spawn(cmd, log_path=str(log), env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"})
+        # no cgroups here: the sandbox may start MAX_PROCESSES processes beyond what its uid runs now
+        uid = owner[0] if owner is not None else os.getuid()
+        proc = _proc.spawn(cmd, log_path=str(log), env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"},
+                           max_processes=_processes_of(uid) + MAX_PROCESSES)
         paths.write_private(self.state_dir / f"{spec.name}.pid", str(proc.pid))
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -313,6 +317,16 @@ def _without_gateway_mounts(options: list[str]) -> list[str]:
         out.append(options[i])
         i += 1
     return out
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+    return count
 
 
 def gateway_owner() -> tuple[int, int] | None:
