@@ -181,13 +181,22 @@ def test_create_is_fast_from_the_warm_pool(gateway):
 def test_queue_on_one_session_runs_in_arrival_order(gateway):
     sid = gateway.new_session()
     gateway.execute("log = []", session_id=sid)
+    base = gateway.client().get(f"/v1/sessions/{sid}").json()["executions"]
     threads = []
     for i in range(5):
         t = threading.Thread(target=gateway.execute, args=(f"import time\ntime.sleep(0.1)\nlog.append({i})",),
                              kwargs={"session_id": sid})
         t.start()
         threads.append(t)
-        time.sleep(0.05)  # fix the arrival order
+        # the next one is sent once the gateway holds this one: the arrival order is fixed
+        # even on a loaded machine (a fixed sleep was not enough there)
+        deadline = time.monotonic() + 10
+        while True:
+            info = gateway.client().get(f"/v1/sessions/{sid}").json()
+            if info["executions"] - base + info["queued"] > i:  # started (or done) plus waiting
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.01)
     for t in threads:
         t.join(30)
     assert gateway.execute("print(log)", session_id=sid)["stdout"] == "[0, 1, 2, 3, 4]\n"
