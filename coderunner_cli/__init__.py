@@ -8,7 +8,23 @@ for the CLI (which imports this package on every call).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+
+
+def _interrupted_while_starting(kind, value, tb):
+    """Ctrl-C while the CLI imports, before app.main() can catch it: one line and 130, as main() says."""
+    if issubclass(kind, KeyboardInterrupt):
+        import os
+
+        print("coderunner: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    sys.__excepthook__(kind, value, tb)
+
+
+if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == "coderunner":  # first thing the CLI runs; not for library users
+    sys.excepthook = _interrupted_while_starting
+
+from typing import TYPE_CHECKING, Any  # noqa: E402 - after the hook: a Ctrl-C here is the CLI starting
 
 __version__ = "0.1.0"
 __all__ = [

@@ -503,6 +503,9 @@ def _user_errors(fn):
         except BrokenPipeError:  # `coderunner exec ... | head`: end quietly, as python does
             _stdout_to_devnull()
             raise typer.Exit(141) from None
+        except KeyboardInterrupt:  # typer would turn it into a silent 130
+            print("coderunner: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
 
     return wrapper
 

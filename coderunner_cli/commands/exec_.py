@@ -8,12 +8,14 @@ are saved to files (said on stderr); the exit code is the code's. Ctrl-C interru
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ._session_watch import SessionWatch
 
 EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}
 LANGUAGES = ("python", "bash")
@@ -99,12 +101,19 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
     out, err = sys.stdout.buffer, sys.stderr.buffer
     cr = CodeRunner()
     exit_code = 1
+    # a session: say when ours waits behind others; Ctrl-C on code that ignores it restarts the kernel
+    watch = SessionWatch(session) if session is not None else None
+    if watch is not None:
+        watch.before(cr)
     try:
-        with cr.stream(source, session=session, timeout=timeout, language=language,
-                       argv=args or None if session is None else None, stdin=stdin,
-                       filename=filename if session is None else None) as events:
+        with watch or contextlib.nullcontext(), \
+                cr.stream(source, session=session, timeout=timeout, language=language,
+                          argv=args or None if session is None else None, stdin=stdin,
+                          filename=filename if session is None else None) as events:
             for event in events:
                 kind = event.get("type")
+                if watch is not None:
+                    watch.event(kind)
                 if kind in ("stdout", "stderr"):
                     stream = out if kind == "stdout" else err
                     stream.write(event_bytes(event))
@@ -120,7 +129,7 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
                     if event.get("message") and event.get("status") != "ok":
                         print(f"coderunner: {event['message']}", file=sys.stderr)
     except KeyboardInterrupt:
-        if session is not None:
+        if session is not None and not (watch is not None and watch.left_queue):
             try:
                 with CodeRunner() as other:
                     other.interrupt(session)
@@ -131,6 +140,16 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
         return 130
     finally:
         cr.close()
+    if watch is not None and watch.interrupts:
+        watch.finish()
+        if watch.restarted:
+            print(f"coderunner: the code ignored Ctrl-C: restarted the kernel of session {session}; "
+                  "its state was lost", file=sys.stderr)
+        elif watch.failed:
+            print(f"coderunner: could not interrupt session {session}: {watch.failed}", file=sys.stderr)
+        else:
+            print("coderunner: interrupted", file=sys.stderr)
+        return 130
     return exit_code
 
 

@@ -147,6 +147,12 @@ class SessionManager:
                     with contextlib.suppress(Exception):
                         await backend.interrupt()
                     raise
+                except Exception:
+                    if session.backend is backend:
+                        raise
+                    # restarted by a request while this ran (its channels closed under it)
+                    return Outcome("died", 137, "the session was restarted while this ran; its state was reset",
+                                   state_lost=True)
                 if outcome.state_lost or not await backend.is_alive():
                     if session.backend is not backend:  # restarted by a request while this ran
                         outcome = Outcome("died", 137, "the session was restarted while this ran; its state was reset",
