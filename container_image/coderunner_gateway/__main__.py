@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", action="append", default=[],
                    help="KEY=VALUE lines added to the environment of the code it runs (repeatable)")
     p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
+    p.add_argument("--script-pool", type=int, default=2,
+                   help="python interpreters kept started for scripts, each in its own cell and used once "
+                        "(default 2; 0: each script starts its own)")
     p.add_argument("--max-sessions", type=int, default=32, help="live sessions allowed (default 32)")
     p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds an idle session lives (default 3600)")
     p.add_argument("--max-output-bytes", type=int, default=16 * MiB,
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         workspace=workspace,
         token=_token(args),
         pool_size=max(0, args.pool_size),
+        script_pool=max(0, args.script_pool),
         max_sessions=max(1, args.max_sessions),
         session_ttl=args.session_ttl,
         max_output_bytes=args.max_output_bytes,

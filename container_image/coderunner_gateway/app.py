@@ -57,6 +57,7 @@ class Gateway:
 
     async def startup(self) -> None:
         self.sessions.start()
+        self.scripts.start()
 
     async def close(self) -> None:
         """Idempotent: end every kernel, bash and script process."""

@@ -72,6 +72,16 @@ def _coderunner_init():
     mod = type(sys)("__coderunner__")
     mod.dropped = lambda: counts("stdout", "stderr")
     mod.sent = lambda: counts("sent_stdout", "sent_stderr")
+
+    # ... reported in every execute_reply's metadata (cheaper than user_expressions)
+    finish = ip.kernel.finish_metadata
+
+    def finish_metadata(parent, metadata, reply_content):
+        metadata = finish(parent, metadata, reply_content)
+        metadata["coderunner"] = {"sent": mod.sent(), "dropped": mod.dropped()}
+        return metadata
+
+    ip.kernel.finish_metadata = finish_metadata
     sys.modules["__coderunner__"] = mod
 
     # ipykernel buffers each stream apart; flushing the other stream when
@@ -217,9 +227,7 @@ class PythonKernel:
         content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False,
                    "stop_on_error": False, "user_expressions": {}}
         metadata = {}
-        content["user_expressions"] = {"sent": "__import__('__coderunner__').sent()"}
         if output_limit is not None:
-            content["user_expressions"]["dropped"] = "__import__('__coderunner__').dropped()"
             metadata["coderunner_output_limit"] = output_limit
         received = {"stdout": 0, "stderr": 0}
         request = kc.session.msg("execute_request", content, metadata=metadata)
@@ -285,17 +293,11 @@ class PythonKernel:
         if reply is not None:
             # what the kernel cut, and what it sent that never arrived (PUB drops at its
             # high-water mark when the gateway reads slower than code prints)
-            import ast
-
-            exprs = reply["content"].get("user_expressions") or {}
-            dropped: dict[str, int] = {}
-            with contextlib.suppress(ValueError, SyntaxError, AttributeError):
-                dropped = dict(ast.literal_eval(exprs.get("dropped", {}).get("data", {}).get("text/plain", "")))
-            with contextlib.suppress(ValueError, SyntaxError, AttributeError):
-                sent = ast.literal_eval(exprs.get("sent", {}).get("data", {}).get("text/plain", ""))
-                for name, size in sent.items():
-                    if size > received.get(name, size):
-                        dropped[name] = dropped.get(name, 0) + size - received[name]
+            counts = (reply.get("metadata") or {}).get("coderunner") or {}
+            dropped = {k: int(v) for k, v in (counts.get("dropped") or {}).items()}
+            for name, size in (counts.get("sent") or {}).items():
+                if size > received.get(name, size):
+                    dropped[name] = dropped.get(name, 0) + size - received[name]
             if output_limit is not None or any(dropped.values()):
                 outcome.dropped = dropped
         return outcome

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from .events import Sink, Utf8Chunks
@@ -133,6 +134,42 @@ _coderunner_boot()
 """
 
 
+# A warm interpreter: started ahead in a cell of its own, it waits for one script's
+# request on a pipe (its argv and environment, marshalled), then runs BOOTSTRAP as a cold
+# start would. It imports nothing new (marshal is loaded at start-up) and serves once.
+WAITER = r"""
+def _coderunner_wait():
+    import marshal, os, sys
+    ctl = int(sys.argv[1])
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        chunk = os.read(ctl, 1 << 20)
+        if not chunk:
+            os._exit(0)  # never used
+        data += chunk
+    os.close(ctl)
+    req = marshal.loads(data[4:])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    sys.argv = ["-c", *req["argv"]]
+_coderunner_wait()
+del _coderunner_wait
+"""
+WARM_BOOTSTRAP = WAITER + BOOTSTRAP
+# variables read once at interpreter start-up: a request that sets one gets a cold start
+STARTUP_ENV = ("PYTHON", "LD_", "LC_", "LANG", "MALLOC", "GLIBC_")
+
+
+@dataclass
+class _Warm:
+    proc: Any
+    exited: asyncio.Event
+    cell: Any
+    chan_r: int
+    chan_fd: int  # its number in the child
+    ctl_w: int
+
+
 def _safe_name(filename: str | None, language: str) -> str:
     default = "main.py" if language == "python" else "main.sh"
     if not filename:
@@ -142,16 +179,95 @@ def _safe_name(filename: str | None, language: str) -> str:
 
 
 class ScriptRunner:
-    """Starts script processes and remembers them so shutdown can kill them."""
+    """Starts script processes and remembers them so shutdown can kill them. Keeps
+    ``settings.script_pool`` python interpreters warm, each in its own cell, so a script
+    does not wait for one to start; each serves one script and is never reused."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.running: dict[int, Any] = {}  # pid -> its cell
+        self._warm: list[_Warm] = []
+        self._refill: asyncio.Task | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self.refill()
 
     def kill_all(self) -> None:
-        """End every running script and all it started (shutdown)."""
+        """End every running script and all it started, and the warm ones (shutdown)."""
+        self._closed = True
         for cell in list(self.running.values()):
             self.settings.jail.kill(cell)
+        for w in self._warm:
+            self.settings.jail.kill(w.cell)
+
+    def refill(self) -> None:
+        if self._closed or self.settings.script_pool <= 0:
+            return
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        import logging
+
+        failures = 0
+        while not self._closed and len(self._warm) < self.settings.script_pool and failures < 3:
+            try:
+                self._warm.append(await self._spawn_warm())
+            except Exception:
+                failures += 1
+                logging.getLogger("coderunner_gateway").exception("could not start a warm interpreter")
+                await asyncio.sleep(1)
+
+    async def _spawn_warm(self) -> _Warm:
+        jail = self.settings.jail
+        cell = jail.open_cell("run")
+        chan_r, chan_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
+        try:
+            cmd = [self.settings.python, "-u", "-c", WARM_BOOTSTRAP, str(ctl_r)]
+            proc, exited = await self._spawn(cell, cmd, stdin=True, env=None, pass_fds=(chan_w, ctl_r))
+        except BaseException:
+            for fd in (chan_r, chan_w, ctl_r, ctl_w):
+                os.close(fd)
+            jail.close_cell(cell)
+            raise
+        os.close(chan_w)
+        os.close(ctl_r)
+        return _Warm(proc, exited, cell, chan_r, chan_w, ctl_w)
+
+    def _take_warm(self, env: dict[str, str]) -> _Warm | None:
+        if any(k.startswith(STARTUP_ENV) for k in env):
+            return None
+        while self._warm:
+            w = self._warm.pop(0)
+            self.refill()
+            if w.proc.returncode is None:
+                return w
+            os.close(w.chan_r)
+            os.close(w.ctl_w)
+            self.settings.jail.close_cell(w.cell)
+        self.refill()
+        return None
+
+    async def _spawn(self, cell, cmd: list[str], *, stdin: bool, env: dict[str, str] | None,
+                     pass_fds: tuple[int, ...]) -> tuple[Any, asyncio.Event]:
+        jail = self.settings.jail
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(limit=1 << 16, loop=loop),
+            *jail.command(cell, cmd),
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.settings.workspace,
+            env=jail.env(cell, self.settings.child_env(env)),
+            pass_fds=pass_fds,
+            **jail.popen_kwargs(cell),
+        )
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
+        cell.pid = proc.pid
+        return proc, protocol.exited
 
     async def run(
         self,
@@ -166,44 +282,43 @@ class ScriptRunner:
         filename: str | None,
     ) -> Outcome:
         jail = self.settings.jail
-        cell = jail.open_cell("run")
+        warm = self._take_warm(env) if language == "python" else None
+        cell = warm.cell if warm is not None else jail.open_cell("run")
         path = cell.path(_safe_name(filename, language))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(code)
         jail.give(cell, path)
+        # like `python -c`: argv[0] "-c" and "<string>" in tracebacks, unless named
+        shown = _safe_name(filename, language) if filename else "<string>"
         chan_r = chan_w = -1
+        proc = None
         try:
-            if language == "python":
+            if warm is not None:
+                chan_r = warm.chan_r
+                proc, exited = warm.proc, warm.exited
+                import marshal
+
+                req = marshal.dumps({"env": jail.env(cell, self.settings.child_env(env)),
+                                     "argv": [str(warm.chan_fd), path, shown, shown if filename else "-c", *argv]})
+                with contextlib.suppress(BrokenPipeError):
+                    os.write(warm.ctl_w, len(req).to_bytes(4, "big") + req)  # fits a pipe's buffer
+                os.close(warm.ctl_w)
+                if stdin is None:
+                    proc.stdin.close()
+            elif language == "python":
                 chan_r, chan_w = os.pipe()
-                # like `python -c`: argv[0] "-c" and "<string>" in tracebacks, unless named
-                shown = _safe_name(filename, language) if filename else "<string>"
                 cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path, shown,
                        shown if filename else "-c", *argv]
-                pass_fds: tuple[int, ...] = (chan_w,)
-            else:
-                cmd = [self.settings.bash, path, *argv]
-                pass_fds = ()
-            loop = asyncio.get_running_loop()
-            transport, protocol = await loop.subprocess_exec(
-                lambda: _Protocol(limit=1 << 16, loop=loop),
-                *jail.command(cell, cmd),
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.settings.workspace,
-                env=jail.env(cell, self.settings.child_env(env)),
-                pass_fds=pass_fds,
-                **jail.popen_kwargs(cell),
-            )
-            proc = asyncio.subprocess.Process(transport, protocol, loop)
-            cell.pid = proc.pid
-            if chan_w >= 0:
+                proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=(chan_w,))
                 os.close(chan_w)
                 chan_w = -1
+            else:
+                proc, exited = await self._spawn(cell, [self.settings.bash, path, *argv], stdin=stdin is not None,
+                                                 env=env, pass_fds=())
             self.running[proc.pid] = cell
             try:
-                return await self._supervise(proc, protocol.exited, sink, chan_r, stdin, timeout, cell)
+                return await self._supervise(proc, exited, sink, chan_r, stdin, timeout, cell)
             finally:
                 chan_r = -1  # owned (and closed) by the reader's transport
                 jail.kill(cell)

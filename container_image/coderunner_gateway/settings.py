@@ -22,6 +22,7 @@ class Settings:
     workspace: str
     token: str | None = None
     pool_size: int = 2
+    script_pool: int = 2  # warm python interpreters for scripts, each in its own cell
     max_sessions: int = 32
     session_ttl: float = 3600.0
     max_output_bytes: int = 16 * MiB

@@ -179,3 +179,17 @@ def test_a_private_workspace_still_runs_code(tmp_path):
         assert (r["status"], r["stdout"]) == ("ok", "ok\n"), r
     finally:
         gw.stop()
+
+
+def test_each_script_starts_fresh_even_from_a_warm_interpreter(gateway):
+    """Scripts start from interpreters started ahead (each in its own cell), used once: what
+    one script imports, sets or leaves in its process is not there for the next."""
+    code = ("import sys, os\nprint(sorted(k for k in globals() if not k.startswith('__')), 'json' in sys.modules)\n"
+            "import json\nleft_behind = 1\nos.environ['LEFT'] = '1'\nprint(os.getpid())")
+    first = gateway.execute(code)
+    second = gateway.execute(code)
+    assert first["stdout"].splitlines()[0] == second["stdout"].splitlines()[0] == "['os', 'sys'] False"
+    assert gateway.execute("import os; print(os.environ.get('LEFT'))")["stdout"] == "None\n"
+    # a request that sets start-up variables gets an interpreter started for it
+    r = gateway.execute("import sys; print(sys.flags.dont_write_bytecode)", env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert r["stdout"] == "1\n"
