@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ._session_watch import SessionWatch
 
 EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}
 LANGUAGES = ("python", "bash")
@@ -102,8 +101,11 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
     cr = CodeRunner()
     exit_code = 1
     # a session: say when ours waits behind others; Ctrl-C on code that ignores it restarts the kernel
-    watch = SessionWatch(session) if session is not None else None
-    if watch is not None:
+    watch = None
+    if session is not None:
+        from ._session_watch import SessionWatch
+
+        watch = SessionWatch(session)
         watch.before(cr)
     try:
         with watch or contextlib.nullcontext(), \
