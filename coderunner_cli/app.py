@@ -99,7 +99,10 @@ def up(
         render.note(f"coderunner: warning: {w}")
     for n in result.notes:
         render.note(f"coderunner: {n}")
-    render.note(f"coderunner: sandbox {result.action} ({result.runtime}, {result.source}; {result.isolation})")
+    from . import paths
+
+    which = "" if paths.sandbox() == paths.DEFAULT_SANDBOX else f" {paths.sandbox()}"
+    render.note(f"coderunner: sandbox{which} {result.action} ({result.runtime}, {result.source}; {result.isolation})")
     print(result.url)
 
 

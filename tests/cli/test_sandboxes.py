@@ -52,7 +52,8 @@ def test_two_local_sandboxes_side_by_side(tmp_path):
     env = cli_env(tmp_path)
     state = Path(env["CODERUNNER_HOME"])
     try:
-        cr(env, "up", "--runtime", "local", "--name", "a", check=0, timeout=180)
+        assert "coderunner: sandbox a started" in cr(env, "up", "--runtime", "local", "--name", "a", check=0,
+                                                     timeout=180).stderr
         cr({**env, "CODERUNNER_SANDBOX": "b"}, "up", "--runtime", "local", "--no-network", check=0, timeout=180)
         workspace = {n: state / "sandboxes" / n / "workspace" for n in ("a", "b")}
         _side_by_side(env, state, workspace)
