@@ -42,6 +42,17 @@ def _side_by_side(env: dict[str, str], state: Path, workspace: dict[str, Path]) 
     assert took < 3.9, f"the two execs ran one after the other ({took:.1f}s)"
 
 
+async def _mcp_reads_mine(env: dict[str, str], name: str) -> str:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command="coderunner", args=["mcp", "--name", name], env=env)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+        await s.initialize()
+        r = await s.call_tool("execute_python_code", {"command": "print(open('mine.txt').read())"})
+        return r.content[0].text
+
+
 def _ls(env: dict[str, str]) -> dict[str, dict]:
     rows = json.loads(cr(env, "ls", "--json", check=0).stdout)
     return {r["name"]: r for r in rows}
@@ -83,6 +94,7 @@ def test_two_local_sandboxes_side_by_side(tmp_path):
                 return (await c.execute("print(open('mine.txt').read())")).stdout
 
         assert asyncio.run(in_b()) == "b\n"
+        assert asyncio.run(_mcp_reads_mine(env, "b")) == "b\n", "`coderunner mcp --name b` bridges to b"
 
         cr(env, "session", "new", "--name", "a", "s1", check=0)
         assert [s["name"] for s in json.loads(cr(env, "session", "ls", "--name", "a", "--json", check=0).stdout)] \
