@@ -84,7 +84,9 @@ class DockerRuntime:
         # the code it runs has no capability at all
         cmd += ["--cap-drop", "ALL", *[a for cap in GATEWAY_CAPS for a in ("--cap-add", cap)]]
         # nothing of the image is writable; scratch space is sized tmpfs in the sandbox's memory
-        cmd += ["--read-only", "--tmpfs", f"/tmp:rw,nosuid,nodev,size={TMPFS_SIZE}",
+        # (/tmp with exec: the browser's cell starts from a wrapper there; noexec would not stop
+        # code, which runs what it writes with python or bash anyway)
+        cmd += ["--read-only", "--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={TMPFS_SIZE}",
                 "--tmpfs", "/run:rw,nosuid,nodev,size=64m", "--tmpfs", "/var/tmp:rw,nosuid,nodev,size=64m"]
         if spec.network:
             cmd += ["-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]

@@ -154,9 +154,13 @@ class Jail:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env(cell, env).items())
         path = cell.path("run-in-cell")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"#!/bin/sh\nexport {exports}\nexec {shlex.join(self._wrap_argv(cell, program))} \"$@\"\n")
+            f.write(f"#!/bin/sh\nexport {exports}\n{self._wrap_prelude(cell)}"
+                    f"exec {shlex.join(self._wrap_argv(cell, program))} \"$@\"\n")
         os.chmod(path, 0o755)
         return path
+
+    def _wrap_prelude(self, cell: Cell) -> str:
+        return ""
 
     def _wrap_argv(self, cell: Cell, program: str) -> list[str]:
         return [program]
@@ -324,6 +328,12 @@ class SetidJail(Jail):
         path = super().wrapper(cell, program, env)
         os.chmod(path, 0o750)  # root runs it; the cell's group may read it
         return path
+
+    def _wrap_prelude(self, cell: Cell) -> str:
+        # the launcher (root) made the profile dir it passes (Chromium's --user-data-dir) in
+        # the shared /tmp: hand it to the cell's identity before dropping to it
+        return ('for a in "$@"; do case "$a" in --user-data-dir=*) '
+                f'chown -R {self.config.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n')
 
     def popen_kwargs(self, cell: Cell) -> dict[str, Any]:
         libc = self._libc

@@ -32,7 +32,7 @@ def test_run_argv(binary, tmp_path):
         # the gateway: root with these only; the code it runs: none at all
         "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER",
         "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "KILL",
-        "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=1g", "--tmpfs", "/run:rw,nosuid,nodev,size=64m",
+        "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,exec,size=1g", "--tmpfs", "/run:rw,nosuid,nodev,size=64m",
         "--tmpfs", "/var/tmp:rw,nosuid,nodev,size=64m",
         "-p", "127.0.0.1:43210:8222",
         "-v", "/h/state/workspace:/workspace",

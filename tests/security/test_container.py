@@ -188,3 +188,25 @@ print(out)
         assert cr(env, "exec", "-c", code, check=0).stdout == "['EACCES', 'EACCES', 'EACCES']\n"
     finally:
         cr(env, "down", "--remove", timeout=120)
+
+
+def test_chromium_renders_as_the_code_s_identity_not_the_gateway_s(box):
+    """Pages are chosen by code: the browser must not be root beside the gateway's token."""
+    cr(box, "session", "new", "pages", "--lang", "bash", check=0)
+    cr(box, "exec", "-s", "pages", "--lang", "bash", "-c",
+       "mkdir -p site && echo '<html><body>hello</body></html>' > site/index.html && "
+       "(cd site && nohup python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1 &) && sleep 1", check=0)
+    assert "hello" in cr(box, "browse", "http://127.0.0.1:8766/", check=0, timeout=120).stdout
+    code = r"""
+import os
+uids = set()
+for p in os.listdir('/proc'):
+    try:
+        cmd = open(f'/proc/{p}/cmdline', 'rb').read()
+        if b'chromium' in cmd.split(b'\0')[0]:
+            uids |= {int(l.split()[1]) for l in open(f'/proc/{p}/status') if l.startswith('Uid:')}
+    except OSError:
+        pass
+print(sorted(uids) == [os.getuid()], sorted(uids))
+"""
+    assert run(box, code).startswith("True")
