@@ -30,7 +30,7 @@ from .validation import MAX_ARGV_ENV_BYTES, Fields, read_json
 log = logging.getLogger("coderunner_gateway")
 
 NDJSON = "application/x-ndjson"
-EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "stdin_b64", "argv", "env", "filename"}
+EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "stdin_b64", "argv", "env", "filename", "cwd"}
 DEPRECATED = {"Deprecation": "true"}
 MAX_HEADER_BYTES = 64 * 1024  # a request's line and headers; more is answered 431 before auth
 
@@ -78,7 +78,7 @@ class Gateway:
         else:
             outcome = await self.scripts.run(
                 sink, code=req["code"], language=req["language"], argv=req["argv"], stdin=req["stdin"],
-                env=req["env"], timeout=req["timeout"], filename=req["filename"],
+                env=req["env"], timeout=req["timeout"], filename=req["filename"], cwd=req["cwd"],
             )
         done = _done_event(outcome, time.perf_counter() - t0)
         await sink.emit(done)
@@ -101,14 +101,21 @@ class Gateway:
             "argv": f.str_list("argv"),
             "env": f.str_map("env"),
             "filename": f.name("filename", nonempty=False),
+            "cwd": None,
             "session": None,
         }
+        if sid is None and (cwd := f.str("cwd")) is not None:
+            req["cwd"] = _cwd(self.settings.workspace, cwd)
+            name = req["filename"]
+            if name and (name.startswith("/") or ".." in name.split("/")):
+                raise BadRequest(f"filename {name[:80]!r}: with a cwd, a path relative to it, without '..'",
+                                 code="invalid_field")
         if sum(len(a.encode()) + 1 for a in req["argv"]) + sum(
                 len(k.encode()) + len(v.encode()) + 2 for k, v in req["env"].items()) > MAX_ARGV_ENV_BYTES:
             raise BadRequest(f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin "
                              "or in a file", code="invalid_field")
         if sid is not None:
-            only_scripts = [k for k in ("stdin", "stdin_b64", "argv", "env", "filename")
+            only_scripts = [k for k in ("stdin", "stdin_b64", "argv", "env", "filename", "cwd")
                             if data.get(k) not in (None, [], {})]
             if only_scripts:
                 raise BadRequest(
@@ -311,6 +318,25 @@ class Gateway:
             return JSONResponse({"path": rel, "size": size}, status_code=201)
         files.remove(path, root)
         return JSONResponse({"deleted": rel})
+
+
+def _cwd(workspace: str, rel: str) -> str:
+    """A script's start directory: an existing folder of the workspace, given relative to it (no links out)."""
+    import os.path
+
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or ".." in parts or "\x00" in rel:
+        raise BadRequest(f"cwd {rel[:80]!r}: give a folder of the workspace, relative to it, without '..'",
+                         code="invalid_cwd")
+    try:
+        path = files.resolve(workspace, rel)
+    except ApiError:
+        raise BadRequest(f"cwd {rel[:80]!r} is not a folder of the workspace", code="invalid_cwd") from None
+    if not os.path.isdir(path):
+        raise BadRequest(f"cwd {rel[:80]!r}: no such folder in the workspace (upload it with PUT /v1/files)",
+                         code="invalid_cwd")
+    # the path the cells see: the workspace is bound at its own (unresolved) path
+    return os.path.join(workspace, os.path.normpath(rel))
 
 
 def _stdin(text: str | None, b64: str | None) -> bytes | None:

@@ -31,8 +31,8 @@ BOOTSTRAP = r"""
 def _coderunner_boot():
     import sys, os, io, _thread
     fd = int(sys.argv[1])
-    path, shown = sys.argv[2], sys.argv[3]  # the temp file; the name tracebacks show
-    sys.argv = sys.argv[4:]
+    path, shown, cwd = sys.argv[2], sys.argv[3], sys.argv[4]  # the temp file; the name tracebacks show; "" or a dir
+    sys.argv = sys.argv[5:]
     os.set_inheritable(fd, False)
     lock = _thread.allocate_lock()
 
@@ -98,11 +98,15 @@ def _coderunner_boot():
     sys.stdout = sys.__stdout__ = io.TextIOWrapper(Channel(b"\x01", 1), encoding="utf-8", write_through=True)
     sys.stderr = sys.__stderr__ = io.TextIOWrapper(
         Channel(b"\x02", 2), encoding="utf-8", errors="backslashreplace", write_through=True)
-    sys.path[0] = os.getcwd()
+    if cwd:  # run as `cd DIR && python NAME` would: NAME is __file__, its folder is on sys.path
+        os.chdir(cwd)
+        sys.path[0] = os.path.join(cwd, os.path.dirname(shown))
+    else:
+        sys.path[0] = os.getcwd()
     import __main__
     g = __main__.__dict__
     g.pop("_coderunner_boot", None)
-    g["__file__"] = path
+    g["__file__"] = shown if cwd else path
     g["__cached__"] = None
     with open(path, "rb") as f:
         source = f.read()
@@ -280,6 +284,7 @@ class ScriptRunner:
         env: dict[str, str],
         timeout: float | None,
         filename: str | None,
+        cwd: str | None = None,
     ) -> Outcome:
         jail = self.settings.jail
         warm = self._take_warm(env) if language == "python" else None
@@ -290,7 +295,8 @@ class ScriptRunner:
             f.write(code)
         jail.give(cell, path)
         # like `python -c`: argv[0] "-c" and "<string>" in tracebacks, unless named
-        shown = _safe_name(filename, language) if filename else "<string>"
+        # with a cwd, a filename is the script's path relative to it (the user's own name for it)
+        shown = (os.path.normpath(filename) if cwd else _safe_name(filename, language)) if filename else "<string>"
         chan_r = chan_w = -1
         proc = None
         try:
@@ -300,7 +306,8 @@ class ScriptRunner:
                 import marshal
 
                 req = marshal.dumps({"env": jail.env(cell, self.settings.child_env(env)),
-                                     "argv": [str(warm.chan_fd), path, shown, shown if filename else "-c", *argv]})
+                                     "argv": [str(warm.chan_fd), path, shown, cwd or "",
+                                              shown if filename else "-c", *argv]})
                 with contextlib.suppress(BrokenPipeError):
                     os.write(warm.ctl_w, len(req).to_bytes(4, "big") + req)  # fits a pipe's buffer
                 os.close(warm.ctl_w)
@@ -308,14 +315,16 @@ class ScriptRunner:
                     proc.stdin.close()
             elif language == "python":
                 chan_r, chan_w = os.pipe()
-                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path, shown,
+                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path, shown, cwd or "",
                        shown if filename else "-c", *argv]
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=(chan_w,))
                 os.close(chan_w)
                 chan_w = -1
             else:
-                proc, exited = await self._spawn(cell, [self.settings.bash, path, *argv], stdin=stdin is not None,
-                                                 env=env, pass_fds=())
+                cmd = [self.settings.bash, path, *argv]
+                if cwd:  # the cell starts in the workspace: bash moves on to the folder, then runs the script
+                    cmd = [self.settings.bash, "-c", 'cd -- "$1" || exit 1; shift; exec "$0" "$@"', cmd[0], cwd, *cmd[1:]]
+                proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=())
             self.running[proc.pid] = cell
             try:
                 return await self._supervise(proc, exited, sink, chan_r, stdin, timeout, cell)
