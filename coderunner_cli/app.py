@@ -249,11 +249,14 @@ def exec_(
     timeout: Annotated[float | None, typer.Option(help="Seconds before the code is stopped (exit 124).")] = None,
     lang: Annotated[str | None, typer.Option("--lang", "-l", help="python or bash (default: from the extension).")] = None,
     outputs: Annotated[Path | None, typer.Option(help="Where to save images (default ./coderunner-outputs).")] = None,
+    sync: Annotated[Path | None, typer.Option(
+        "-w", "--sync", metavar="DIR", show_default=False,
+        help="Upload DIR to the workspace (as DIR's name) and run the script there.")] = None,
 ) -> None:
     """Run code in the sandbox; exit with its exit code."""
     from .commands.exec_ import run as run_exec
 
-    raise typer.Exit(run_exec(file, args or [], code, session, timeout, lang, outputs))
+    raise typer.Exit(run_exec(file, args or [], code, session, timeout, lang, outputs, sync))
 
 
 @app.command()

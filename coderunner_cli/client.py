@@ -154,7 +154,7 @@ class _Base:
     @staticmethod
     def _execute_body(code: str, session: str | None, timeout: float | None, language: str | None,
                       argv: list[str] | None, stdin: str | bytes | None, env: dict[str, str] | None,
-                      filename: str | None) -> dict[str, Any]:
+                      filename: str | None, cwd: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"code": code}
         if isinstance(stdin, (bytes, bytearray)):  # UTF-8 goes as text (any gateway reads it), the rest as base64
             try:
@@ -163,7 +163,8 @@ class _Base:
                 body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
                 stdin = None
         for key, value in (("session_id", session), ("timeout", timeout), ("language", language), ("argv", argv),
-                           ("stdin", stdin), ("env", env), ("filename", filename)):
+                           ("stdin", stdin), ("env", env), ("filename", filename),
+                           ("cwd", cwd)):
             if value is not None:
                 body[key] = value
         return body
@@ -288,10 +289,12 @@ class CodeRunner(_Base):
     @contextlib.contextmanager
     def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
                language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-               env: dict[str, str] | None = None, filename: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+               env: dict[str, str] | None = None, filename: str | None = None,
+               cwd: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
         """Events as they happen. Leaving the block early closes the stream,
-        which stops a script (a session keeps running: call interrupt)."""
-        body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename)
+        which stops a script (a session keeps running: call interrupt). ``cwd``: a script's
+        start folder, relative to the workspace (``filename`` is then its path from there)."""
+        body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename, cwd)
         with self._open("POST", "/v1/execute", body, stream=True) as resp:
             def events() -> Iterator[dict[str, Any]]:
                 while line := self._read(resp, line=True):
@@ -301,12 +304,12 @@ class CodeRunner(_Base):
 
     def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
                 language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-                env: dict[str, str] | None = None, filename: str | None = None,
+                env: dict[str, str] | None = None, filename: str | None = None, cwd: str | None = None,
                 on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                 on_output: Callback | None = None) -> ExecutionResult:
         acc = _Accumulator(on_stdout, on_stderr, on_output)
         with self.stream(code, session=session, timeout=timeout, language=language, argv=argv, stdin=stdin,
-                         env=env, filename=filename) as events:
+                         env=env, filename=filename, cwd=cwd) as events:
             for event in events:
                 acc.feed(event)
         return acc.finish()
@@ -451,8 +454,9 @@ class AsyncCodeRunner(_Base):
     async def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
                      language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
                      env: dict[str, str] | None = None,
-                     filename: str | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename)
+                     filename: str | None = None,
+                     cwd: str | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename, cwd)
         async with self._open("POST", "/v1/execute", body, stream=True) as resp:
             async def events() -> AsyncIterator[dict[str, Any]]:
                 import httpx
@@ -467,12 +471,12 @@ class AsyncCodeRunner(_Base):
 
     async def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
                       language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-                      env: dict[str, str] | None = None, filename: str | None = None,
+                      env: dict[str, str] | None = None, filename: str | None = None, cwd: str | None = None,
                       on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                       on_output: Callback | None = None) -> ExecutionResult:
         acc = _Accumulator(on_stdout, on_stderr, on_output)
         async with self.stream(code, session=session, timeout=timeout, language=language, argv=argv, stdin=stdin,
-                               env=env, filename=filename) as events:
+                               env=env, filename=filename, cwd=cwd) as events:
             async for event in events:
                 acc.feed(event)
         return acc.finish()
