@@ -33,7 +33,7 @@ def default_public_dir() -> Path | None:
     env = os.environ.get("CODERUNNER_SKILLS_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "skills" / "public"  # a source checkout
+    here = Path(__file__).resolve().parent / "public_skills"  # package data: a checkout and a wheel alike
     return here if here.is_dir() else None
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SKILLS = Path(__file__).resolve().parents[2] / "container_image" / "skills" / "public"
+SKILLS = Path(__file__).resolve().parents[2] / "container_image" / "coderunner_gateway" / "public_skills"
 
 
 def test_public_skills_listed_and_detailed(gateway):

@@ -1,0 +1,43 @@
+"""The coderunner-gateway distribution carries the built-in skills and leaves no build/ behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[2] / "container_image"
+SKILL_FILES = ("pdf-text-replace/SKILL.md", "pdf-text-replace/scripts/replace_text.py",
+               "image-crop-rotate/SKILL.md", "image-crop-rotate/scripts/crop_rotate.py")
+
+
+@pytest.mark.timeout(600)
+def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_clean(tmp_path):
+    # a copy, so that whatever the build leaves is seen here and not in the checkout
+    src = tmp_path / "container_image"
+    shutil.copytree(SOURCE, src, ignore=shutil.ignore_patterns(
+        "__pycache__", "*.egg-info", "lib", "bdist.*", "certs", "wheels"))
+    before = sorted(p.relative_to(src) for p in (src / "build").rglob("*"))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), f".{os.sep}"],
+                   cwd=src, check=True, capture_output=True, timeout=540)
+    (wheel,) = out.glob("coderunner_gateway-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for rel in SKILL_FILES:
+        assert f"coderunner_gateway/public_skills/{rel}" in names, sorted(names)
+    assert sorted(p.relative_to(src) for p in (src / "build").rglob("*")) == before, "the build left files in build/"
+
+
+def test_the_gateway_finds_its_public_skills_without_configuration(monkeypatch):
+    from coderunner_gateway.skills import default_public_dir
+
+    monkeypatch.delenv("CODERUNNER_SKILLS_DIR", raising=False)
+    here = default_public_dir()
+    assert here is not None
+    for rel in SKILL_FILES:
+        assert (here / rel).is_file()
