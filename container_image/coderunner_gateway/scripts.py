@@ -375,6 +375,8 @@ class ScriptRunner:
             if jail.name == "bwrap" and not exits and 128 < rc < 128 + 65:
                 rc = 128 - rc  # bwrap reports a signal N as 128+N: the code did not exit by itself
             outcome = Outcome.from_returncode(rc)
+            if self._closed and outcome.status == "died":  # killed by kill_all: say why, not only the signal
+                outcome.message = "the sandbox shut down (coderunner down, or its gateway was stopped) and ended the script"
         if errors and outcome.status != "timeout":
             await sink.emit({"type": "error", **errors[-1]})
             if errors[-1].get("ename") == "KeyboardInterrupt":
