@@ -175,6 +175,7 @@ class Gateway:
             "uptime": round(time.time() - self.started, 3),
             "sessions": len(self.sessions.sessions),
             "warm_kernels": len(self.sessions.pool.warm),
+            "kernel_pool": self.sessions.pool.status(),  # warm now, the target it refills to, its floor and max
             "running_scripts": len(self.scripts.running),
             "browser": "running" if self.browser.running else "not started",
             "auth": self.settings.token is not None,
