@@ -65,7 +65,8 @@ class RunningGateway:
         return self.proc.returncode
 
 
-def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None) -> RunningGateway:
+def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None,
+                  python: str = sys.executable) -> RunningGateway:
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     ready = tmp / "ready.json"
@@ -73,7 +74,7 @@ def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str
     token = token or secrets.token_urlsafe(24)
     env = {**os.environ, **(env or {}), "CODERUNNER_TOKEN": token}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(workspace),
+        [python, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(workspace),
          "--ready-file", str(ready), "--log-level", "warning", *args],
         env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
     )

@@ -192,7 +192,8 @@ class LocalRuntime:
             out: list[str] = []
             for parent in reversed(Path(path).parents[:-1]):
                 p = str(parent)
-                if p not in made and not p.startswith(("/usr", "/tmp", "/home", "/run", "/proc", "/dev")):
+                if p not in made and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev") \
+                        and not p.startswith(("/usr/", "/proc/", "/dev/")):
                     made.add(p)
                     out += ["--perms", "0755", "--dir", p]
             return out

@@ -258,9 +258,10 @@ class BwrapJail(Jail):
             cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
                     "--cap-add", "CAP_DAC_OVERRIDE"]
         tmp = self._made.copy()
-        cmd += [*self._view, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(c.tmp_size),
+        # the scratch mounts first: the view may live below them (a venv in /tmp, /home/USER)
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(c.tmp_size),
                 "--tmpfs", "/tmp", "--perms", "01777", "--size", str(c.tmp_size), "--tmpfs", "/dev/shm",
-                "--tmpfs", "/run", "--dir", "/home"]
+                "--tmpfs", "/run", "--dir", "/home", *self._view]
         for path in (c.workspace, cell.dir):
             cmd += [*self._parents(path), "--bind", path, path]
         if c.base_home and os.path.isdir(c.base_home):

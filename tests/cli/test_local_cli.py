@@ -297,3 +297,22 @@ def test_user_skills_dir_is_mounted_read_only(sandbox):
     assert {"name": "my-skill", "source": "user"}.items() <= next(r for r in rows if r["name"] == "my-skill").items()
     r = cr(sandbox, "exec", "-c", "open('/run/coderunner/skills/my-skill/x', 'w')", check=1)
     assert "Read-only file system" in r.stderr
+
+
+def test_a_gateway_python_below_tmp(tmp_path):
+    """The local sandbox binds the gateway's interpreter dirs below its own /tmp: the dirs
+    above them must be made traversable there too (a checkout in /tmp, as CI's may be)."""
+    import site
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [pure] = [p for p in site.getsitepackages() if p.endswith("site-packages")][:1]
+    inner = next((venv / "lib").glob("python3*")) / "site-packages"
+    (inner / "outer.pth").write_text(f"import site; site.addsitedir({pure!r})\n")
+    env = cli_env(tmp_path, CODERUNNER_GATEWAY_PYTHON=str(venv / "bin" / "python"))
+    cr(env, "up", "--runtime", "local", check=0, timeout=180)
+    try:
+        assert cr(env, "exec", "-c", "import sys; print(sys.prefix)", check=0).stdout == f"{venv}\n"
+    finally:
+        cr(env, "down", "--remove")

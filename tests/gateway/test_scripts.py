@@ -193,3 +193,27 @@ def test_each_script_starts_fresh_even_from_a_warm_interpreter(gateway):
     # a request that sets start-up variables gets an interpreter started for it
     r = gateway.execute("import sys; print(sys.flags.dont_write_bytecode)", env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert r["stdout"] == "1\n"
+
+
+def test_an_interpreter_below_tmp_still_runs_code(tmp_path):
+    """The gateway's Python may live below /tmp (a checkout there, as CI's may be): a cell
+    mounts its private /tmp first and the interpreter's directories over it, not the reverse."""
+    import site
+    import subprocess
+    import sys
+
+    from tests.conftest import start_gateway
+
+    venv = tmp_path / "venv"  # pytest's tmp_path is below /tmp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [pure] = [p for p in site.getsitepackages() if p.endswith("site-packages")][:1]
+    inner = next((venv / "lib").glob("python3*")) / "site-packages"
+    (inner / "outer.pth").write_text(f"import site; site.addsitedir({pure!r})\n")  # ours, .pth files and all
+    gw = start_gateway(tmp_path / "gw", "--pool-size", "1", python=str(venv / "bin" / "python"))
+    try:
+        r = gw.execute("import sys; print(sys.prefix)")
+        assert (r["status"], r["stdout"]) == ("ok", f"{venv}\n"), r
+        sid = gw.new_session()
+        assert gw.execute("print(6 * 7)", session_id=sid)["stdout"] == "42\n"
+    finally:
+        gw.stop()
