@@ -22,15 +22,20 @@ def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_c
     src = tmp_path / "container_image"
     shutil.copytree(SOURCE, src, ignore=shutil.ignore_patterns(
         "__pycache__", "*.egg-info", "lib", "bdist.*", "certs", "wheels"))
-    before = sorted(p.relative_to(src) for p in (src / "build").rglob("*"))
+    def inputs() -> list[Path]:  # what build/ holds besides setuptools' scratch (git ignores that)
+        return sorted(p.relative_to(src) for p in (src / "build").rglob("*") if "setuptools" not in p.parts)
+
+    before = inputs()
     out = tmp_path / "out"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), f".{os.sep}"],
-                   cwd=src, check=True, capture_output=True, timeout=540)
+    # twice: the second build meets what the first left behind
+    for _ in range(2):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                        str(out), f".{os.sep}"], cwd=src, check=True, capture_output=True, timeout=540)
     (wheel,) = out.glob("coderunner_gateway-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for rel in SKILL_FILES:
         assert f"coderunner_gateway/public_skills/{rel}" in names, sorted(names)
-    assert sorted(p.relative_to(src) for p in (src / "build").rglob("*")) == before, "the build left files in build/"
+    assert inputs() == before, "the build left files in build/"
 
 
 def test_the_gateway_finds_its_public_skills_without_configuration(monkeypatch):
