@@ -209,6 +209,7 @@ class Browser:
                     raise
                 self._browser = None  # crashed between requests: relaunch once
         too_large: list[int] = []
+        refused = asyncio.Event()
 
         def on_response(resp: Any) -> None:
             if resp.request.is_navigation_request() and resp.frame == page.main_frame:
@@ -216,13 +217,22 @@ class Browser:
                     size = int(resp.headers.get("content-length", "0"))
                     if size > MAX_PAGE_BYTES:
                         too_large.append(size)
+                        refused.set()
                         asyncio.ensure_future(_close_quietly(page))  # stops the download
 
         page.on("response", on_response)
         try:
-            response = await page.goto(url, wait_until=wait_until, timeout=timeout * 1000)
+            # answer as soon as a page is refused: closing it (and so the navigation) may take
+            # long when its renderer is busy with the download
+            goto = asyncio.ensure_future(page.goto(url, wait_until=wait_until, timeout=timeout * 1000))
+            stop = asyncio.ensure_future(refused.wait())
+            await asyncio.wait({goto, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
             if too_large:
+                goto.cancel()
+                goto.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody waits for it
                 raise PlaywrightError("page too large")
+            response = goto.result()
         except PlaywrightTimeout as exc:
             await _close_quietly(page)
             raise ApiError(f"{url} did not finish loading within {timeout:g}s", code="navigation_timeout",
@@ -324,10 +334,12 @@ class Browser:
             self._cell = None
 
 
-async def _close_quietly(obj: Any) -> None:
+async def _close_quietly(obj: Any, timeout: float = 10) -> None:
+    """Close a page, context or browser, never waiting more than ``timeout``: closing a page
+    whose renderer was killed mid-load can wait for ever."""
     try:
-        await obj.close()
-    except Exception:  # noqa: BLE001 - already gone (crashed, closed)
+        await asyncio.wait_for(obj.close(), timeout)
+    except Exception:  # noqa: BLE001 - already gone (crashed, closed), or hung
         pass
 
 
