@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from coderunner_cli.runtimes._proc import descendants  # noqa: F401  (tests import it from here)
+
 
 @dataclass
 class RunningGateway:
@@ -144,19 +146,13 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (from /proc's children lists)."""
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            kids = []
-        found += kids
-        frontier += kids
-    return found
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of ``pid`` (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
 
 
 def pids_holding(path: Path, timeout: float = 10) -> list[int]:

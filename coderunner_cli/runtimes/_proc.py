@@ -155,3 +155,18 @@ def _pty_relay(cmd: list[str], env: Mapping[str, str] | None) -> int:
         os.close(master)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root``, from /proc's children lists (Linux)."""
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        frontier += kids
+    return found

@@ -246,7 +246,7 @@ class LocalRuntime:
         pid = _pid_file(self.state_dir, name)
         if not pid or not _is_sandbox(pid):
             return
-        gateways = [p for p in _descendants(pid) if _is_gateway(_cmdline(p))]
+        gateways = [p for p in _proc.descendants(pid) if _is_gateway(_cmdline(p))]
         for p in gateways or [pid]:
             _signal(p, signal.SIGCONT)  # a stopped gateway would otherwise wait out the timeout
             _signal(p, signal.SIGTERM)
@@ -372,8 +372,6 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-
-
 def _is_sandbox(pid: int) -> bool:
     cmd = _cmdline(pid)
     if not cmd:
@@ -385,20 +383,6 @@ def _is_sandbox(pid: int) -> bool:
     except OSError:
         return False
     return SUPERVISOR.encode() in cmd.split(b"\0")[:4]
-
-
-def _descendants(root: int) -> list[int]:
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            kids = []
-        found += kids
-        frontier += kids
-    return found
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 
+from tests.conftest import peak_rss_mb
+
 FLOOD_MB = 200
 FLOOD = f"import sys\nchunk = 'x' * (1 << 20)\nfor _ in range({FLOOD_MB}):\n    sys.stdout.write(chunk)\n"
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def test_flood_is_bounded_and_reported(gateway_factory):

@@ -22,17 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import descendants
+from tests.conftest import descendants, peak_rss_mb
 
 MB = 1024 * 1024
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def rss_mb(pid: int) -> float:
