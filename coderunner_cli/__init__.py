@@ -43,8 +43,15 @@ __all__ = [
     "__version__",
     "execute",
 ]
-_ERRORS = {"AuthError", "CoderunnerError", "ExecutionError", "GatewayError", "GatewayUnavailable", "SandboxNotRunning",
-           "SessionNotFound"}
+_ERRORS = {
+    "AuthError",
+    "CoderunnerError",
+    "ExecutionError",
+    "GatewayError",
+    "GatewayUnavailable",
+    "SandboxNotRunning",
+    "SessionNotFound",
+}
 
 if TYPE_CHECKING:
     from .client import AsyncCodeRunner, AsyncSession, CodeRunner, ExecutionResult, Session, execute

@@ -17,8 +17,14 @@ import sys
 
 # option -> the exec_.run parameter it sets (--timeout's value is a float)
 _OPTIONS = {
-    "--name": "name", "-c": "code", "--code": "code", "-s": "session", "--session": "session",
-    "--timeout": "timeout", "-l": "lang", "--lang": "lang",
+    "--name": "name",
+    "-c": "code",
+    "--code": "code",
+    "-s": "session",
+    "--session": "session",
+    "--timeout": "timeout",
+    "-l": "lang",
+    "--lang": "lang",
 }
 
 
@@ -47,7 +53,7 @@ def parse(argv: list[str]) -> dict | None:
                 return None
         opts[_OPTIONS[key]] = value
     opts["target"] = argv[i] if i < n else None
-    opts["args"] = argv[i + 1:]
+    opts["args"] = argv[i + 1 :]
     return opts
 
 
@@ -69,8 +75,15 @@ def main() -> None:
         from .commands.exec_ import run
 
         paths.use_sandbox(opts["name"])
-        code = run(opts["target"], opts["args"], code=opts["code"], session=opts["session"], timeout=opts["timeout"],
-                   lang=opts["lang"], outputs=None)
+        code = run(
+            opts["target"],
+            opts["args"],
+            code=opts["code"],
+            session=opts["session"],
+            timeout=opts["timeout"],
+            lang=opts["lang"],
+            outputs=None,
+        )
     except CoderunnerError as exc:
         from .app import cli_words
 

@@ -19,21 +19,30 @@ from .errors import CoderunnerError
 # Help is click's plain text: no colour or bold codes (NO_COLOR holds), at most 80 columns, no rich import.
 PLAIN = {"rich_markup_mode": None}
 app = typer.Typer(
-    name="coderunner", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="coderunner",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Sandboxed code execution on your own machine.",
-    context_settings={"help_option_names": ["-h", "--help"]}, **PLAIN,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    **PLAIN,
 )
 session_app = typer.Typer(no_args_is_help=True, help="Persistent sessions (a kernel each).", **PLAIN)
-config_app = typer.Typer(no_args_is_help=True, help="~/.coderunner.config: KEY=VALUE passed into the sandbox.",
-                         **PLAIN)
+config_app = typer.Typer(no_args_is_help=True, help="~/.coderunner.config: KEY=VALUE passed into the sandbox.", **PLAIN)
 app.add_typer(session_app, name="session")
 app.add_typer(config_app, name="config")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 # Every command that talks to a sandbox takes it; _user_errors selects it (paths.use_sandbox) before the command runs
-SandboxOpt = Annotated[str | None, typer.Option(
-    "--name", envvar="CODERUNNER_SANDBOX", show_default=False,
-    help="Which sandbox (default: `default`); each has its own workspace, token and state. See `coderunner ls`.")]
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        envvar="CODERUNNER_SANDBOX",
+        show_default=False,
+        help="Which sandbox (default: `default`); each has its own workspace, token and state. See `coderunner ls`.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -44,8 +53,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every runtime command run (on stderr).")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every runtime command run (on stderr).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     if verbose:
         import logging
@@ -65,18 +78,32 @@ def up(
     image: Annotated[str, typer.Option(help="Image to run (container runtimes).")] = "coderunner:latest",
     cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")] = None,
-    with_ssh_agent: Annotated[bool, typer.Option(
-        "--with-ssh-agent/--without-ssh-agent",
-        help="Forward your SSH agent into the sandbox (SSH_AUTH_SOCK is set there). apple: container >= 0.12 "
-             "forwards $SSH_AUTH_SOCK; up to 0.11 it forwards launchd's agent, whatever $SSH_AUTH_SOCK says.")] = False,
-    with_credentials: Annotated[bool, typer.Option(
-        "--with-credentials/--without-credentials",
-        help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.")] = False,
-    env_file: Annotated[list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")] = None,
+    with_ssh_agent: Annotated[
+        bool,
+        typer.Option(
+            "--with-ssh-agent/--without-ssh-agent",
+            help="Forward your SSH agent into the sandbox (SSH_AUTH_SOCK is set there). apple: container >= 0.12 "
+            "forwards $SSH_AUTH_SOCK; up to 0.11 it forwards launchd's agent, whatever $SSH_AUTH_SOCK says.",
+        ),
+    ] = False,
+    with_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--with-credentials/--without-credentials",
+            help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.",
+        ),
+    ] = False,
+    env_file: Annotated[
+        list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")
+    ] = None,
     mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro], repeatable.")] = None,
     network: Annotated[bool, typer.Option("--network/--no-network", help="Network inside the sandbox.")] = True,
-    recreate: Annotated[bool, typer.Option(
-        "--recreate", help="Recreate a running sandbox even if that ends its sessions (the workspace is kept).")] = False,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            "--recreate", help="Recreate a running sandbox even if that ends its sessions (the workspace is kept)."
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to get ready.")] = 600,
 ) -> None:
     """Start the sandbox (or resume it) and print its URL.
@@ -86,13 +113,35 @@ def up(
     from . import render, sandbox
 
     console = render.stderr_console()
-    names = {"image": "image", "cpus": "cpus", "memory": "memory", "with_ssh_agent": "with_ssh_agent",
-             "with_credentials": "with_credentials", "env_file": "env_files", "mount": "mounts", "network": "network"}
-    given = {field for param, field in names.items()
-             if (src := ctx.get_parameter_source(param)) is not None and src.name != "DEFAULT"}
-    opts = sandbox.UpOptions(runtime=runtime, image=image, cpus=cpus, memory=memory, with_ssh_agent=with_ssh_agent,
-                             with_credentials=with_credentials, env_files=env_file or [], mounts=mount or [],
-                             network=network, timeout=timeout, recreate=recreate, given=given)
+    names = {
+        "image": "image",
+        "cpus": "cpus",
+        "memory": "memory",
+        "with_ssh_agent": "with_ssh_agent",
+        "with_credentials": "with_credentials",
+        "env_file": "env_files",
+        "mount": "mounts",
+        "network": "network",
+    }
+    given = {
+        field
+        for param, field in names.items()
+        if (src := ctx.get_parameter_source(param)) is not None and src.name != "DEFAULT"
+    }
+    opts = sandbox.UpOptions(
+        runtime=runtime,
+        image=image,
+        cpus=cpus,
+        memory=memory,
+        with_ssh_agent=with_ssh_agent,
+        with_credentials=with_credentials,
+        env_files=env_file or [],
+        mounts=mount or [],
+        network=network,
+        timeout=timeout,
+        recreate=recreate,
+        given=given,
+    )
     with console.status("starting") as spinner:
         result = sandbox.up(opts, progress=lambda msg: spinner.update(msg))
     for w in result.warnings:
@@ -110,12 +159,25 @@ def up(
 def build(
     runtime: Annotated[str | None, typer.Option(help="apple, docker or podman (default: auto-detect).")] = None,
     tag: Annotated[str, typer.Option("--tag", "-t", help="The image reference to build.")] = "coderunner:latest",
-    base_image: Annotated[str | None, typer.Option(help="A Debian-based base image with (or able to apt-install) Python >= 3.12.")] = None,
-    ca_cert: Annotated[list[Path] | None, typer.Option(help="An extra CA to trust (a TLS-intercepting proxy's), repeatable.")] = None,
-    build_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, e.g. WITH_AGENTS=claude,codex; repeatable.")] = None,
-    context: Annotated[Path | None, typer.Option(help="The build context (default: container_image/ of these sources).")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to be ready (apple: `container "
-                                                "system start`, which downloads a kernel the first time).")] = 600,
+    base_image: Annotated[
+        str | None, typer.Option(help="A Debian-based base image with (or able to apt-install) Python >= 3.12.")
+    ] = None,
+    ca_cert: Annotated[
+        list[Path] | None, typer.Option(help="An extra CA to trust (a TLS-intercepting proxy's), repeatable.")
+    ] = None,
+    build_arg: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE, e.g. WITH_AGENTS=claude,codex; repeatable.")
+    ] = None,
+    context: Annotated[
+        Path | None, typer.Option(help="The build context (default: container_image/ of these sources).")
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait for the runtime to be ready (apple: `container "
+            "system start`, which downloads a kernel the first time)."
+        ),
+    ] = 600,
 ) -> None:
     """Build the sandbox image with the chosen runtime (progress on stderr)."""
     from . import render, sandbox
@@ -138,7 +200,9 @@ def build(
 @app.command()
 def down(
     sandbox_name: SandboxOpt = None,
-    remove: Annotated[bool, typer.Option("--remove", help="Also delete the sandbox and its secrets (and the local workspace).")] = False,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Also delete the sandbox and its secrets (and the local workspace).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop.")] = 10,
 ) -> None:
     """Stop the sandbox gracefully."""
@@ -169,8 +233,12 @@ def ls(as_json: JsonOpt = False) -> None:
         return
     for r in rows:
         r["options"] = _options_summary(r["options"])
-    render.table(rows, ["name", "runtime", "state", "url", "created", "options"], as_json=False,
-                 empty="no sandboxes: start one with `coderunner up` (or `coderunner up --name NAME`)")
+    render.table(
+        rows,
+        ["name", "runtime", "state", "url", "created", "options"],
+        as_json=False,
+        empty="no sandboxes: start one with `coderunner up` (or `coderunner up --name NAME`)",
+    )
 
 
 def _options_summary(options: dict) -> str:
@@ -231,8 +299,11 @@ def run(
     current, runtime = sandbox.require_running()
     code = runtime.exec_interactive(current.name, [AGENTS[agent], *(args or [])])
     if code == 127:
-        print(f"coderunner: `{AGENTS[agent]}` is not installed in this sandbox: use an image built with it "
-              "(or, for the local runtime, install it on the host)", file=sys.stderr)
+        print(
+            f"coderunner: `{AGENTS[agent]}` is not installed in this sandbox: use an image built with it "
+            "(or, for the local runtime, install it on the host)",
+            file=sys.stderr,
+        )
     raise typer.Exit(code)
 
 
@@ -242,16 +313,27 @@ def run(
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
 def exec_(
     sandbox_name: SandboxOpt = None,
-    file: Annotated[str | None, typer.Argument(help="Script to run (.py, .sh), or - for stdin.", show_default=False)] = None,
+    file: Annotated[
+        str | None, typer.Argument(help="Script to run (.py, .sh), or - for stdin.", show_default=False)
+    ] = None,
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script.", show_default=False)] = None,
     code: Annotated[str | None, typer.Option("-c", "--code", help="Code to run instead of a file.")] = None,
     session: Annotated[str | None, typer.Option("--session", "-s", help="Run in this session (keeps state).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds before the code is stopped (exit 124).")] = None,
-    lang: Annotated[str | None, typer.Option("--lang", "-l", help="python or bash (default: from the extension).")] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", "-l", help="python or bash (default: from the extension).")
+    ] = None,
     outputs: Annotated[Path | None, typer.Option(help="Where to save images (default ./coderunner-outputs).")] = None,
-    sync: Annotated[Path | None, typer.Option(
-        "-w", "--sync", metavar="DIR", show_default=False,
-        help="Upload DIR to the workspace (as DIR's name) and run the script there.")] = None,
+    sync: Annotated[
+        Path | None,
+        typer.Option(
+            "-w",
+            "--sync",
+            metavar="DIR",
+            show_default=False,
+            help="Upload DIR to the workspace (as DIR's name) and run the script there.",
+        ),
+    ] = None,
 ) -> None:
     """Run code in the sandbox; exit with its exit code."""
     from .commands.exec_ import run as run_exec
@@ -370,8 +452,12 @@ def session_ls(as_json: JsonOpt = False, sandbox_name: SandboxOpt = None) -> Non
 
     with CodeRunner() as cr:
         rows = cr.sessions()
-    render.table(rows, ["session_id", "name", "language", "executions", "busy", "restarts"], as_json=as_json,
-                 empty="no sessions: create one with `coderunner session new`")
+    render.table(
+        rows,
+        ["session_id", "name", "language", "executions", "busy", "restarts"],
+        as_json=as_json,
+        empty="no sessions: create one with `coderunner session new`",
+    )
 
 
 def _session_action(action: str, name: str) -> None:
@@ -386,22 +472,25 @@ def _session_action(action: str, name: str) -> None:
 
 
 @session_app.command("rm")
-def session_rm(name: Annotated[str, typer.Argument(help="Session name or id.")],
-               sandbox_name: SandboxOpt = None) -> None:
+def session_rm(
+    name: Annotated[str, typer.Argument(help="Session name or id.")], sandbox_name: SandboxOpt = None
+) -> None:
     """Delete a session."""
     _session_action("delete_session", name)
 
 
 @session_app.command("restart")
-def session_restart(name: Annotated[str, typer.Argument(help="Session name or id.")],
-                    sandbox_name: SandboxOpt = None) -> None:
+def session_restart(
+    name: Annotated[str, typer.Argument(help="Session name or id.")], sandbox_name: SandboxOpt = None
+) -> None:
     """Give a session a fresh kernel (its state is cleared)."""
     _session_action("restart", name)
 
 
 @session_app.command("interrupt")
-def session_interrupt(name: Annotated[str, typer.Argument(help="Session name or id.")],
-                      sandbox_name: SandboxOpt = None) -> None:
+def session_interrupt(
+    name: Annotated[str, typer.Argument(help="Session name or id.")], sandbox_name: SandboxOpt = None
+) -> None:
     """Interrupt what a session is running."""
     _session_action("interrupt", name)
 
@@ -529,7 +618,8 @@ def _stdout_to_devnull() -> None:
 
 # what the gateway tells HTTP clients, said as the CLI's commands and options
 _HTTP_TO_CLI = (
-    ("GET /v1/sessions", "`coderunner session ls`"), ("POST /v1/sessions", "`coderunner session new`"),
+    ("GET /v1/sessions", "`coderunner session ls`"),
+    ("POST /v1/sessions", "`coderunner session new`"),
     ("GET /v1/skills", "`coderunner skills ls`"),
 )
 

@@ -119,8 +119,9 @@ def _text(data: bytes) -> str:
         return data.decode("utf-8", "replace")
 
 
-def discover(url: str | None = None, token: str | None = None,
-             sandbox: str | None = None) -> tuple[str, str | None, bool]:
+def discover(
+    url: str | None = None, token: str | None = None, sandbox: str | None = None
+) -> tuple[str, str | None, bool]:
     """URL and token: given > the sandbox named ``sandbox`` > $CODERUNNER_URL/$CODERUNNER_TOKEN > the
     selected sandbox (``--name``, $CODERUNNER_SANDBOX, else ``default``). The bool says whether they
     came from `coderunner up`'s state."""
@@ -138,8 +139,9 @@ def discover(url: str | None = None, token: str | None = None,
 
 
 class _Base:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None,
-                 sandbox: str | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float | None = None, sandbox: str | None = None
+    ) -> None:
         self.url, self.token, self._from_state = discover(url, token, sandbox)
         self.timeout = timeout  # HTTP read timeout; None waits as long as the code runs
 
@@ -152,9 +154,17 @@ class _Base:
         return h
 
     @staticmethod
-    def _execute_body(code: str, session: str | None, timeout: float | None, language: str | None,
-                      argv: list[str] | None, stdin: str | bytes | None, env: dict[str, str] | None,
-                      filename: str | None, cwd: str | None = None) -> dict[str, Any]:
+    def _execute_body(
+        code: str,
+        session: str | None,
+        timeout: float | None,
+        language: str | None,
+        argv: list[str] | None,
+        stdin: str | bytes | None,
+        env: dict[str, str] | None,
+        filename: str | None,
+        cwd: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"code": code}
         if isinstance(stdin, (bytes, bytearray)):  # UTF-8 goes as text (any gateway reads it), the rest as base64
             try:
@@ -162,9 +172,16 @@ class _Base:
             except UnicodeDecodeError:
                 body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
                 stdin = None
-        for key, value in (("session_id", session), ("timeout", timeout), ("language", language), ("argv", argv),
-                           ("stdin", stdin), ("env", env), ("filename", filename),
-                           ("cwd", cwd)):
+        for key, value in (
+            ("session_id", session),
+            ("timeout", timeout),
+            ("language", language),
+            ("argv", argv),
+            ("stdin", stdin),
+            ("env", env),
+            ("filename", filename),
+            ("cwd", cwd),
+        ):
             if value is not None:
                 body[key] = value
         return body
@@ -174,12 +191,14 @@ class _Base:
         reason = _reason(exc)
         if reason == "timeout":
             limit = f" within {self.timeout:g}s" if self.timeout else " in time"
-            return GatewayUnavailable(f"the gateway at {self.url} did not answer{limit}: give it a longer timeout, "
-                                      "or see `coderunner logs`")
+            return GatewayUnavailable(
+                f"the gateway at {self.url} did not answer{limit}: give it a longer timeout, or see `coderunner logs`"
+            )
         if self._from_state:
             return SandboxNotRunning(
                 f"the sandbox does not answer at {self.url} ({reason}): start it with `coderunner up`, "
-                "or see `coderunner status`")
+                "or see `coderunner status`"
+            )
         return GatewayUnavailable(f"no gateway answers at {self.url} ({reason})")
 
     def _error(self, status: int, body: bytes) -> GatewayError:
@@ -189,8 +208,11 @@ class _Base:
         except (ValueError, KeyError, TypeError):
             code, message = "", body.decode("utf-8", "replace")[:200] or f"HTTP {status}"
         if status == 401:
-            return AuthError(f"the gateway refused the token: {message}; run `coderunner up` again for a fresh one",
-                             status=status, code=code)
+            return AuthError(
+                f"the gateway refused the token: {message}; run `coderunner up` again for a fresh one",
+                status=status,
+                code=code,
+            )
         if code == "session_not_found":
             return SessionNotFound(message, status=status, code=code)
         return GatewayError(message, status=status, code=code)
@@ -202,8 +224,14 @@ class _Base:
 class CodeRunner(_Base):
     """Synchronous client. One keep-alive connection; not thread-safe (make one per thread)."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None, *,
-                 sandbox: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        *,
+        sandbox: str | None = None,
+    ) -> None:
         super().__init__(url, token, timeout, sandbox)
         self._conn = None
 
@@ -255,8 +283,9 @@ class CodeRunner(_Base):
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 # a kept-alive connection the server closed: retry once on a fresh one
-                if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
-                                                     ConnectionResetError)):
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                ):
                     continue
                 raise self._transport(exc) from exc
         try:
@@ -287,29 +316,60 @@ class CodeRunner(_Base):
         return self._json("GET", "/health")
 
     @contextlib.contextmanager
-    def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
-               language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-               env: dict[str, str] | None = None, filename: str | None = None,
-               cwd: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+    def stream(
+        self,
+        code: str,
+        *,
+        session: str | None = None,
+        timeout: float | None = None,
+        language: str | None = None,
+        argv: list[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        filename: str | None = None,
+        cwd: str | None = None,
+    ) -> Iterator[Iterator[dict[str, Any]]]:
         """Events as they happen. Leaving the block early closes the stream,
         which stops a script (a session keeps running: call interrupt). ``cwd``: a script's
         start folder, relative to the workspace (``filename`` is then its path from there)."""
         body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename, cwd)
         with self._open("POST", "/v1/execute", body, stream=True) as resp:
+
             def events() -> Iterator[dict[str, Any]]:
                 while line := self._read(resp, line=True):
                     if line.strip():
                         yield json.loads(line)
+
             yield events()
 
-    def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-                env: dict[str, str] | None = None, filename: str | None = None, cwd: str | None = None,
-                on_stdout: Callback | None = None, on_stderr: Callback | None = None,
-                on_output: Callback | None = None) -> ExecutionResult:
+    def execute(
+        self,
+        code: str,
+        *,
+        session: str | None = None,
+        timeout: float | None = None,
+        language: str | None = None,
+        argv: list[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        filename: str | None = None,
+        cwd: str | None = None,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_output: Callback | None = None,
+    ) -> ExecutionResult:
         acc = _Accumulator(on_stdout, on_stderr, on_output)
-        with self.stream(code, session=session, timeout=timeout, language=language, argv=argv, stdin=stdin,
-                         env=env, filename=filename, cwd=cwd) as events:
+        with self.stream(
+            code,
+            session=session,
+            timeout=timeout,
+            language=language,
+            argv=argv,
+            stdin=stdin,
+            env=env,
+            filename=filename,
+            cwd=cwd,
+        ) as events:
             for event in events:
                 acc.feed(event)
         return acc.finish()
@@ -333,13 +393,21 @@ class CodeRunner(_Base):
     def restart(self, name_or_id: str) -> dict[str, Any]:
         return self._json("POST", f"/v1/sessions/{_q(name_or_id)}/restart")
 
-    def browser_content(self, url: str, format: str = "text", *, session: str | None = None,
-                        timeout: float | None = None) -> dict[str, Any]:
+    def browser_content(
+        self, url: str, format: str = "text", *, session: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         body = {"url": url, "format": format} | _present(session_id=session, timeout=timeout)
         return self._json("POST", "/v1/browser/content", body)
 
-    def browser_screenshot(self, url: str, *, full_page: bool = False, width: int | None = None,
-                           height: int | None = None, timeout: float | None = None) -> bytes:
+    def browser_screenshot(
+        self,
+        url: str,
+        *,
+        full_page: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
         body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
         with self._open("POST", "/v1/browser/screenshot", body) as resp:
             return self._read(resp)
@@ -397,15 +465,22 @@ class Session:
 class AsyncCodeRunner(_Base):
     """Asynchronous twin of :class:`CodeRunner` (same methods, awaited)."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None, *,
-                 sandbox: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        *,
+        sandbox: str | None = None,
+    ) -> None:
         super().__init__(url, token, timeout, sandbox)
         import httpx
 
         transport = httpx.AsyncHTTPTransport(uds=self.url[5:]) if self.url.startswith("unix:") else None
         base = "http://coderunner" if transport else self.url
-        self._client = httpx.AsyncClient(base_url=base, transport=transport,
-                                         timeout=httpx.Timeout(self.timeout, connect=10))
+        self._client = httpx.AsyncClient(
+            base_url=base, transport=transport, timeout=httpx.Timeout(self.timeout, connect=10)
+        )
 
     async def __aenter__(self) -> AsyncCodeRunner:
         return self
@@ -417,8 +492,7 @@ class AsyncCodeRunner(_Base):
         await self._client.aclose()
 
     @contextlib.asynccontextmanager
-    async def _open(self, method: str, path: str, body: Any = None, *, stream: bool = False,
-                    raw: bytes | None = None):
+    async def _open(self, method: str, path: str, body: Any = None, *, stream: bool = False, raw: bytes | None = None):
         import httpx
 
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -451,13 +525,22 @@ class AsyncCodeRunner(_Base):
         return await self._json("GET", "/health")
 
     @contextlib.asynccontextmanager
-    async def stream(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                     language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-                     env: dict[str, str] | None = None,
-                     filename: str | None = None,
-                     cwd: str | None = None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(
+        self,
+        code: str,
+        *,
+        session: str | None = None,
+        timeout: float | None = None,
+        language: str | None = None,
+        argv: list[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        filename: str | None = None,
+        cwd: str | None = None,
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         body = self._execute_body(code, session, timeout, language, argv, stdin, env, filename, cwd)
         async with self._open("POST", "/v1/execute", body, stream=True) as resp:
+
             async def events() -> AsyncIterator[dict[str, Any]]:
                 import httpx
 
@@ -467,16 +550,37 @@ class AsyncCodeRunner(_Base):
                             yield json.loads(line)
                 except httpx.TransportError as exc:
                     raise self._transport(exc) from exc
+
             yield events()
 
-    async def execute(self, code: str, *, session: str | None = None, timeout: float | None = None,
-                      language: str | None = None, argv: list[str] | None = None, stdin: str | bytes | None = None,
-                      env: dict[str, str] | None = None, filename: str | None = None, cwd: str | None = None,
-                      on_stdout: Callback | None = None, on_stderr: Callback | None = None,
-                      on_output: Callback | None = None) -> ExecutionResult:
+    async def execute(
+        self,
+        code: str,
+        *,
+        session: str | None = None,
+        timeout: float | None = None,
+        language: str | None = None,
+        argv: list[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        filename: str | None = None,
+        cwd: str | None = None,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_output: Callback | None = None,
+    ) -> ExecutionResult:
         acc = _Accumulator(on_stdout, on_stderr, on_output)
-        async with self.stream(code, session=session, timeout=timeout, language=language, argv=argv, stdin=stdin,
-                               env=env, filename=filename, cwd=cwd) as events:
+        async with self.stream(
+            code,
+            session=session,
+            timeout=timeout,
+            language=language,
+            argv=argv,
+            stdin=stdin,
+            env=env,
+            filename=filename,
+            cwd=cwd,
+        ) as events:
             async for event in events:
                 acc.feed(event)
         return acc.finish()
@@ -504,13 +608,21 @@ class AsyncCodeRunner(_Base):
     async def restart(self, name_or_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/sessions/{_q(name_or_id)}/restart")
 
-    async def browser_content(self, url: str, format: str = "text", *, session: str | None = None,
-                              timeout: float | None = None) -> dict[str, Any]:
+    async def browser_content(
+        self, url: str, format: str = "text", *, session: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         body = {"url": url, "format": format} | _present(session_id=session, timeout=timeout)
         return await self._json("POST", "/v1/browser/content", body)
 
-    async def browser_screenshot(self, url: str, *, full_page: bool = False, width: int | None = None,
-                                 height: int | None = None, timeout: float | None = None) -> bytes:
+    async def browser_screenshot(
+        self,
+        url: str,
+        *,
+        full_page: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
         body = {"url": url, "full_page": full_page} | _present(width=width, height=height, timeout=timeout)
         async with self._open("POST", "/v1/browser/screenshot", body) as resp:
             return await self._read(resp)
@@ -595,9 +707,12 @@ def _reason(exc: BaseException) -> str:
         return "connection refused"
     if any(isinstance(x, FileNotFoundError) for x in seen) or "No such file" in str(exc):
         return "no such socket"
-    if any(isinstance(x, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected,
-                          http.client.IncompleteRead)) for x in seen) \
-            or names & {"RemoteProtocolError", "ReadError", "WriteError"}:
+    if any(
+        isinstance(
+            x, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected, http.client.IncompleteRead)
+        )
+        for x in seen
+    ) or names & {"RemoteProtocolError", "ReadError", "WriteError"}:
         return "the connection was closed"
     return str(exc) or type(exc).__name__
 

@@ -14,8 +14,20 @@ from .errors import ConfigError
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A value written without quotes: nothing a shell or a dotenv reader would treat specially.
 BARE = re.compile(r"[^\s'\"\\#$`]*")
-DOUBLE_QUOTE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b",
-                        "f": "\f", "v": "\v", "$": "$", "`": "`", "'": "'"}
+DOUBLE_QUOTE_ESCAPES = {
+    "\\": "\\",
+    '"': '"',
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "$": "$",
+    "`": "`",
+    "'": "'",
+}
 
 
 def parse(text: str, source: str = "config") -> dict[str, str]:
@@ -59,14 +71,14 @@ def _parse_line(line: str) -> tuple[str, str] | None:
     while i < len(value) and value[i] != quote:
         if quote == '"' and value[i] == "\\" and i + 1 < len(value):
             esc = DOUBLE_QUOTE_ESCAPES.get(value[i + 1])
-            out.append(esc if esc is not None else value[i:i + 2])
+            out.append(esc if esc is not None else value[i : i + 2])
             i += 2
         else:
             out.append(value[i])
             i += 1
     if i >= len(value):
         raise ValueError(f"the {quote} quote is not closed")
-    rest = value[i + 1:].lstrip(" \t")
+    rest = value[i + 1 :].lstrip(" \t")
     if rest and not rest.startswith("#"):
         raise ValueError("only a # comment may follow a quoted value")
     return key, "".join(out)

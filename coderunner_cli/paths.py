@@ -37,8 +37,10 @@ def check_sandbox_name(name: str) -> str:
     from .errors import UsageError
 
     if not SANDBOX_NAME.fullmatch(name):
-        raise UsageError(f"sandbox name {name[:80]!r}: use letters, digits, '-', '_' and '.', starting with a "
-                         "letter or digit (at most 40)")
+        raise UsageError(
+            f"sandbox name {name[:80]!r}: use letters, digits, '-', '_' and '.', starting with a "
+            "letter or digit (at most 40)"
+        )
     return name
 
 

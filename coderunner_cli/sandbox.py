@@ -40,8 +40,8 @@ class UpOptions:
     network: bool = True
     timeout: float = 600
     workspace: Path | None = None
-    recreate: bool = False          # recreate a running sandbox even when that ends live sessions
-    given: set[str] | None = None   # the fields the user gave; the others keep what the sandbox has (None: all given)
+    recreate: bool = False  # recreate a running sandbox even when that ends live sessions
+    given: set[str] | None = None  # the fields the user gave; the others keep what the sandbox has (None: all given)
 
 
 @dataclass
@@ -49,7 +49,7 @@ class UpResult:
     url: str
     runtime: str
     source: str
-    action: str          # started | resumed | already running | recreated
+    action: str  # started | resumed | already running | recreated
     isolation: str
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -63,7 +63,7 @@ class StatusReport:
     state: str = "missing"
     url: str | None = None
     healthy: bool = False
-    token: str | None = None      # accepted | refused (when the gateway answers)
+    token: str | None = None  # accepted | refused (when the gateway answers)
     version: str | None = None
     sessions: int | None = None
     warm_kernels: int | None = None
@@ -83,16 +83,24 @@ def sandbox_env(env_files: list[Path]) -> dict[str, str]:
 
 # what `up` compares, and the flag a user would change it with
 OPTION_FLAGS = {
-    "image": "--image", "cpus": "--cpus", "memory": "--memory", "network": "--network/--no-network",
-    "ssh_agent": "--with-ssh-agent", "credentials": "--with-credentials", "mounts": "--mount",
-    "env_files": "--env-file", "env": "the environment (config or --env-file contents)",
-    "credentials_set": "the credential dirs present", "workspace": "the workspace dir",
+    "image": "--image",
+    "cpus": "--cpus",
+    "memory": "--memory",
+    "network": "--network/--no-network",
+    "ssh_agent": "--with-ssh-agent",
+    "credentials": "--with-credentials",
+    "mounts": "--mount",
+    "env_files": "--env-file",
+    "env": "the environment (config or --env-file contents)",
+    "credentials_set": "the credential dirs present",
+    "workspace": "the workspace dir",
 }
 
 
 @dataclass
 class _Wanted:
     """What the sandbox is to be started with, and its record for the state file."""
+
     image: str
     cpus: float | None
     memory: str | None
@@ -112,6 +120,7 @@ def _digest(value: Any) -> str:
 
 def _wanted(opts: UpOptions, old: dict[str, Any] | None) -> _Wanted:
     """Options the user gave win; those not given keep what the running sandbox was started with."""
+
     def pick(name: str, key: str, value: Any) -> Any:
         if old is not None and key in old and opts.given is not None and name not in opts.given:
             return old[key]
@@ -131,14 +140,21 @@ def _wanted(opts: UpOptions, old: dict[str, Any] | None) -> _Wanted:
     if with_ssh:
         ssh = os.environ.get("SSH_AUTH_SOCK")
         if not ssh or not os.path.exists(ssh):
-            raise UsageError("--with-ssh-agent: no SSH agent is running here (SSH_AUTH_SOCK is not set): "
-                             "start one with `eval $(ssh-agent)` and `ssh-add`")
+            raise UsageError(
+                "--with-ssh-agent: no SSH agent is running here (SSH_AUTH_SOCK is not set): "
+                "start one with `eval $(ssh-agent)` and `ssh-add`"
+            )
     workspace = opts.workspace or paths.workspace()
     record = {
-        "image": image, "cpus": cpus, "memory": memory, "network": network, "ssh_agent": bool(with_ssh),
+        "image": image,
+        "cpus": cpus,
+        "memory": memory,
+        "network": network,
+        "ssh_agent": bool(with_ssh),
         "credentials": bool(with_creds),
         "mounts": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in mounts],
-        "env_files": env_files, "env": _digest(env) if env else None,
+        "env_files": env_files,
+        "env": _digest(env) if env else None,
         "credentials_set": _digest([m.source for m in creds]) if with_creds else None,
         "workspace": str(workspace),
     }
@@ -183,7 +199,8 @@ def _up(opts: UpOptions, say) -> UpResult:
                 if live and not opts.recreate:
                     raise UsageError(
                         f"the sandbox has {live} live session{'s' if live > 1 else ''} that recreating it "
-                        f"for {what} would end: add --recreate to recreate it anyway (the workspace is kept)")
+                        f"for {what} would end: add --recreate to recreate it anyway (the workspace is kept)"
+                    )
                 say("ending the sandbox to recreate it")
                 notes.append(f"recreating the sandbox for {what or '--recreate'} (the workspace is kept)")
                 action = "recreated"
@@ -203,10 +220,11 @@ def _up(opts: UpOptions, say) -> UpResult:
                 return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
             notes.append(f"recreating the stopped sandbox for {what or '--recreate'} (the workspace is kept)")
             action = "recreated"
-    if current is not None and not same_runtime \
-            and get(current.runtime).status(current.name).state == "running":
-        raise UsageError(f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
-                         f"before starting one with --runtime {opts.runtime}")
+    if current is not None and not same_runtime and get(current.runtime).status(current.name).state == "running":
+        raise UsageError(
+            f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
+            f"before starting one with --runtime {opts.runtime}"
+        )
     runtime, source = (get(current.runtime), "state") if current and opts.runtime is None else resolve(opts.runtime)
     warnings = []
     if runtime.name == "local" and (wanted.cpus or wanted.memory):
@@ -235,15 +253,32 @@ def _up(opts: UpOptions, say) -> UpResult:
         paths.env_file().unlink(missing_ok=True)
     wanted.workspace.mkdir(parents=True, exist_ok=True)
     spec = ContainerSpec(
-        name=name, image=wanted.image, secrets_dir=paths.secrets_dir(), env_file=env_file,
-        workspace=wanted.workspace, run_dir=paths.ensure_private_dir(paths.run_dir()), cpus=wanted.cpus,
-        memory=wanted.memory, skills_dir=_mkdir(paths.skills_dir()),
-        mounts=wanted.mounts, ssh_agent=wanted.ssh_agent, network=wanted.network,
+        name=name,
+        image=wanted.image,
+        secrets_dir=paths.secrets_dir(),
+        env_file=env_file,
+        workspace=wanted.workspace,
+        run_dir=paths.ensure_private_dir(paths.run_dir()),
+        cpus=wanted.cpus,
+        memory=wanted.memory,
+        skills_dir=_mkdir(paths.skills_dir()),
+        mounts=wanted.mounts,
+        ssh_agent=wanted.ssh_agent,
+        network=wanted.network,
     )
     say(f"starting the sandbox ({runtime.name})")
     url = runtime.create(spec)
-    state.save(state.SandboxState(runtime=runtime.name, name=name, url=url, image=wanted.image,
-                                  created_at=time.time(), options=wanted.record, sandbox=paths.sandbox()))
+    state.save(
+        state.SandboxState(
+            runtime=runtime.name,
+            name=name,
+            url=url,
+            image=wanted.image,
+            created_at=time.time(),
+            options=wanted.record,
+            sandbox=paths.sandbox(),
+        )
+    )
     say("waiting for the gateway")
     wait_healthy(url, token, 120)
     return UpResult(url, runtime.name, source, action, runtime.isolation, warnings, notes)
@@ -279,15 +314,23 @@ def image_context() -> Path | None:
     return here if (here / "Dockerfile").is_file() else None
 
 
-def build(runtime_name: str | None, tag: str, context: Path | None, build_args: dict[str, str],
-          ca_certs: list[Path], timeout: float = 600) -> str:
+def build(
+    runtime_name: str | None,
+    tag: str,
+    context: Path | None,
+    build_args: dict[str, str],
+    ca_certs: list[Path],
+    timeout: float = 600,
+) -> str:
     import shutil
 
     runtime, _ = resolve(runtime_name)
     context = context or image_context()
     if context is None or not (context / "Dockerfile").is_file():
-        raise UsageError("no build context: pass --context DIR (the container_image/ folder of coderunner's "
-                         "sources), or use a published image with `coderunner up --image REF`")
+        raise UsageError(
+            "no build context: pass --context DIR (the container_image/ folder of coderunner's "
+            "sources), or use a published image with `coderunner up --image REF`"
+        )
     certs = context / "build" / "certs"
     for cert in ca_certs:
         if not cert.is_file():
@@ -320,8 +363,9 @@ def wait_healthy(url: str, token: str | None, timeout: float, *, raise_: bool = 
             last = exc
             time.sleep(0.1)
     if raise_:
-        raise SandboxNotRunning(f"the gateway at {url} did not become healthy within {timeout:g}s ({last}); "
-                                "see `coderunner logs`")
+        raise SandboxNotRunning(
+            f"the gateway at {url} did not become healthy within {timeout:g}s ({last}); see `coderunner logs`"
+        )
     return False
 
 
@@ -368,8 +412,10 @@ def status() -> StatusReport:
             report.warm_kernels = health.get("warm_kernels")
         except AuthError:
             report.token = "refused"
-            report.detail = (f"the gateway refuses the token in {paths.token_file()}: run `coderunner up` "
-                             "to start the sandbox again with a fresh one")
+            report.detail = (
+                f"the gateway refuses the token in {paths.token_file()}: run `coderunner up` "
+                "to start the sandbox again with a fresh one"
+            )
         except CoderunnerError as exc:
             report.detail = str(exc)
     report.running = report.healthy
@@ -400,10 +446,12 @@ def listing() -> list[SandboxRow]:
             st = get(current.runtime, name).status(current.name).state
         except CoderunnerError as exc:  # its runtime is not installed any more
             st = f"unknown ({exc.message})"
-        created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(current.created_at)) \
-            if current.created_at else None
-        rows.append(SandboxRow(name, current.runtime, st, current.url if st == "running" else None, created,
-                               current.options))
+        created = (
+            time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(current.created_at)) if current.created_at else None
+        )
+        rows.append(
+            SandboxRow(name, current.runtime, st, current.url if st == "running" else None, created, current.options)
+        )
     return rows
 
 

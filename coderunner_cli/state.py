@@ -23,7 +23,7 @@ class SandboxState:
     name: str
     url: str
     image: str | None = None
-    pid: int | None = None          # local runtime: the bwrap process
+    pid: int | None = None  # local runtime: the bwrap process
     created_at: float = 0.0
     options: dict = field(default_factory=dict)  # what it was started with (digests, never secret values)
     sandbox: str = paths.DEFAULT_SANDBOX  # its --name (state.json of older versions: the default one)
@@ -56,8 +56,11 @@ def names() -> list[str]:
     found = [paths.DEFAULT_SANDBOX] if paths.state_file(paths.DEFAULT_SANDBOX).is_file() else []
     with contextlib.suppress(OSError):
         for d in sorted(paths.sandboxes_dir().iterdir()):
-            if paths.SANDBOX_NAME.fullmatch(d.name) and d.name != paths.DEFAULT_SANDBOX \
-                    and (d / "state.json").is_file():
+            if (
+                paths.SANDBOX_NAME.fullmatch(d.name)
+                and d.name != paths.DEFAULT_SANDBOX
+                and (d / "state.json").is_file()
+            ):
                 found.append(d.name)
     return found
 
@@ -99,8 +102,10 @@ def lock(timeout: float = 600, waiting: Callable[[str], object] | None = None) -
                     waiting("waiting for another `coderunner up` or `down` on this sandbox")
                     said = True
                 if time.monotonic() > deadline:
-                    raise RuntimeTimeout(f"another `coderunner up` or `down` holds {path} for more than "
-                                         f"{timeout:g}s: wait for it, or end it") from None
+                    raise RuntimeTimeout(
+                        f"another `coderunner up` or `down` holds {path} for more than "
+                        f"{timeout:g}s: wait for it, or end it"
+                    ) from None
                 time.sleep(0.1)
         yield
     finally:

@@ -15,8 +15,11 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(SOCK)
 
 
-conn = UnixConnection("localhost", timeout=3) if os.path.exists(SOCK) else http.client.HTTPConnection(
-    "127.0.0.1", 8222, timeout=3)
+conn = (
+    UnixConnection("localhost", timeout=3)
+    if os.path.exists(SOCK)
+    else http.client.HTTPConnection("127.0.0.1", 8222, timeout=3)
+)
 try:
     conn.request("GET", "/health")
     sys.exit(0 if conn.getresponse().status == 200 else 1)

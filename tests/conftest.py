@@ -43,8 +43,9 @@ class RunningGateway:
         return r.json()
 
     def stream(self, code: str, **fields) -> list[dict]:
-        with self.client().stream("POST", "/v1/execute", json={"code": code, **fields},
-                                  headers={"Accept": "application/x-ndjson"}) as r:
+        with self.client().stream(
+            "POST", "/v1/execute", json={"code": code, **fields}, headers={"Accept": "application/x-ndjson"}
+        ) as r:
             assert r.status_code == 200, r.read()
             assert r.headers["content-type"].startswith("application/x-ndjson")
             return [json.loads(line) for line in r.iter_lines() if line]
@@ -67,8 +68,9 @@ class RunningGateway:
         return self.proc.returncode
 
 
-def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None,
-                  python: str = sys.executable) -> RunningGateway:
+def start_gateway(
+    tmp: Path, *args: str, token: str | None = None, env: dict[str, str] | None = None, python: str = sys.executable
+) -> RunningGateway:
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     ready = tmp / "ready.json"
@@ -76,9 +78,24 @@ def start_gateway(tmp: Path, *args: str, token: str | None = None, env: dict[str
     token = token or secrets.token_urlsafe(24)
     env = {**os.environ, **(env or {}), "CODERUNNER_TOKEN": token}
     proc = subprocess.Popen(
-        [python, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(workspace),
-         "--ready-file", str(ready), "--log-level", "warning", *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+        [
+            python,
+            "-m",
+            "coderunner_gateway",
+            "--port",
+            "0",
+            "--workspace",
+            str(workspace),
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+        stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not ready.exists():

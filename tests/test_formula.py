@@ -37,7 +37,7 @@ def test_formula_parses_as_ruby():
 def test_formula_has_test_block_and_caveats():
     text = FORMULA.read_text()
     assert "include Language::Python::Virtualenv" in text and "virtualenv_install_with_resources" in text
-    assert '#{bin}/coderunner --version' in text and '#{bin}/coderunner --help' in text
+    assert "#{bin}/coderunner --version" in text and "#{bin}/coderunner --help" in text
     assert "macOS 26" in text and "Apple silicon" in text and "kernel" in text
 
 
@@ -57,8 +57,9 @@ def test_direct_dependencies_satisfy_pyproject():
         req = Requirement(dep)
         name = canonicalize_name(req.name)
         assert name in res, f"{name} has no resource: run scripts/update-formula"
-        assert req.specifier.contains(res[name][0], prereleases=True), \
+        assert req.specifier.contains(res[name][0], prereleases=True), (
             f"{name} {res[name][0]} is outside {req.specifier}: run scripts/update-formula"
+        )
 
 
 def test_resources_are_exactly_the_dependency_closure(tmp_path):
@@ -67,10 +68,28 @@ def test_resources_are_exactly_the_dependency_closure(tmp_path):
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, (version, _, _) in res.items()))
     report = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-                           "-c", str(constraints), "--report", str(report), str(ROOT)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--dry-run",
+            "--ignore-installed",
+            "-c",
+            str(constraints),
+            "--report",
+            str(report),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, f"pip cannot resolve with the formula's versions:\n{proc.stderr[-2000:]}"
-    resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
-                for i in json.loads(report.read_text())["install"]}
+    resolved = {
+        canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
     resolved.pop("coderunner")
     assert resolved == {name: version for name, (version, _, _) in res.items()}

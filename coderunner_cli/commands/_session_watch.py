@@ -20,8 +20,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-QUEUE_NOTICE_AFTER = 1.0   # seconds an execution waits before we say it is queued
-INTERRUPT_GRACE = 3.0      # seconds the code has to stop after an interrupt before the kernel is restarted
+QUEUE_NOTICE_AFTER = 1.0  # seconds an execution waits before we say it is queued
+INTERRUPT_GRACE = 3.0  # seconds the code has to stop after an interrupt before the kernel is restarted
 
 
 class SessionWatch:
@@ -31,9 +31,9 @@ class SessionWatch:
         self.restarted = False
         self.failed: str | None = None
         self.left_queue = False
-        self._started = threading.Event()   # our code runs (or has ended)
-        self._done = threading.Event()      # the stream ended
-        self._again = threading.Event()     # a second Ctrl-C
+        self._started = threading.Event()  # our code runs (or has ended)
+        self._done = threading.Event()  # the stream ended
+        self._again = threading.Event()  # a second Ctrl-C
         self._ahead = 0
         self._executions = 0
         self._threads: list[threading.Thread] = []
@@ -102,8 +102,11 @@ class SessionWatch:
                     if ahead <= 0:
                         return
                     if ahead != said:
-                        print(f"coderunner: queued behind {ahead} execution(s) on session {self.session}",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"coderunner: queued behind {ahead} execution(s) on session {self.session}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         said = ahead
                     self._started.wait(0.5)
         except CoderunnerError:

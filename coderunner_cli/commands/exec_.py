@@ -49,6 +49,8 @@ def shebang_language(first_line: str) -> str | None:
     if re.fullmatch(r"python[0-9.]*", prog):
         return "python"
     return "bash" if prog in ("sh", "bash", "dash") else None
+
+
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg", "image/gif": "gif"}
 SAVED_TYPES = {**IMAGE_TYPES, "text/html": "html"}  # in this order: a figure's PNG before its HTML
 
@@ -76,8 +78,10 @@ def resolve_code(target: str | None, code: str | None, lang: str | None) -> tupl
         raise UsageError(f"cannot read {target}: permission denied") from None
     language = lang or EXTENSIONS.get(path.suffix.lower()) or shebang_language(text.split("\n", 1)[0])
     if language is None:
-        raise UsageError(f"cannot tell the language of {target} (not .py, .sh or .bash, no python or sh #! line): "
-                         "pass --lang python or --lang bash")
+        raise UsageError(
+            f"cannot tell the language of {target} (not .py, .sh or .bash, no python or sh #! line): "
+            "pass --lang python or --lang bash"
+        )
     return text, language, path.name, False
 
 
@@ -129,16 +133,21 @@ def plan_sync(directory: Path, target: str | None) -> SyncPlan:
             total += size
             plan.files.append((rel, path))
     if total > SYNC_MAX_TOTAL:
-        raise UsageError(f"-w {directory}: {total / MIB:.0f} MiB to upload, over the limit of "
-                         f"{SYNC_MAX_TOTAL // MIB} MiB: give a smaller folder (.git, .venv, node_modules, "
-                         "__pycache__ are left out already)")
+        raise UsageError(
+            f"-w {directory}: {total / MIB:.0f} MiB to upload, over the limit of "
+            f"{SYNC_MAX_TOTAL // MIB} MiB: give a smaller folder (.git, .venv, node_modules, "
+            "__pycache__ are left out already)"
+        )
     return plan
 
 
 def upload(cr, plan: SyncPlan) -> None:
     for rel, size in plan.skipped:
-        print(f"coderunner: skipped {plan.name}/{rel} ({size / MIB:.1f} MiB, over -w's {SYNC_MAX_FILE // MIB} MiB "
-              "a file)", file=sys.stderr)
+        print(
+            f"coderunner: skipped {plan.name}/{rel} ({size / MIB:.1f} MiB, over -w's {SYNC_MAX_FILE // MIB} MiB "
+            "a file)",
+            file=sys.stderr,
+        )
     for rel, path in plan.files:
         try:
             data = path.read_bytes()
@@ -166,12 +175,22 @@ def missing_sibling_hint(target: str, error: dict) -> str | None:
         what = f"{rel!r}"
     else:
         return None
-    return (f"coderunner: {what} is next to {target} here, but only the script was sent: run "
-            f"`coderunner exec -w {shlex.quote(str(folder))} {shlex.quote(target)}` to send its folder and run there")
+    return (
+        f"coderunner: {what} is next to {target} here, but only the script was sent: run "
+        f"`coderunner exec -w {shlex.quote(str(folder))} {shlex.quote(target)}` to send its folder and run there"
+    )
 
 
-def run(target: str | None, args: list[str], code: str | None, session: str | None, timeout: float | None,
-        lang: str | None, outputs: Path | None, sync: Path | None = None) -> int:
+def run(
+    target: str | None,
+    args: list[str],
+    code: str | None,
+    session: str | None,
+    timeout: float | None,
+    lang: str | None,
+    outputs: Path | None,
+    sync: Path | None = None,
+) -> int:
     from ..client import CodeRunner, event_bytes
 
     check_lang(lang)
@@ -207,11 +226,19 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
     try:
         if plan is not None:
             upload(cr, plan)
-        with watch or contextlib.nullcontext(), \
-                cr.stream(source, session=session, timeout=timeout, language=language,
-                          argv=args or None if session is None else None, stdin=stdin,
-                          filename=filename if session is None else None,
-                          cwd=plan.name if plan is not None else None) as events:
+        with (
+            watch or contextlib.nullcontext(),
+            cr.stream(
+                source,
+                session=session,
+                timeout=timeout,
+                language=language,
+                argv=args or None if session is None else None,
+                stdin=stdin,
+                filename=filename if session is None else None,
+                cwd=plan.name if plan is not None else None,
+            ) as events,
+        ):
             for event in events:
                 kind = event.get("type")
                 if watch is not None:
@@ -232,8 +259,12 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
                     exit_code = int(event.get("exit_code", 1))
                     if event.get("message") and event.get("status") != "ok":
                         print(f"coderunner: {event['message']}", file=sys.stderr)
-                    if script_error is not None and plan is None and target not in (None, "-") \
-                            and (hint := missing_sibling_hint(target, script_error)):
+                    if (
+                        script_error is not None
+                        and plan is None
+                        and target not in (None, "-")
+                        and (hint := missing_sibling_hint(target, script_error))
+                    ):
                         print(hint, file=sys.stderr)
     except KeyboardInterrupt:
         if session is not None and not (watch is not None and watch.left_queue):
@@ -250,8 +281,10 @@ def run(target: str | None, args: list[str], code: str | None, session: str | No
     if watch is not None and watch.interrupts:
         watch.finish()
         if watch.restarted:
-            print(f"coderunner: the code ignored Ctrl-C: restarted the kernel of session {session}; "
-                  "its state was lost", file=sys.stderr)
+            print(
+                f"coderunner: the code ignored Ctrl-C: restarted the kernel of session {session}; its state was lost",
+                file=sys.stderr,
+            )
         elif watch.failed:
             print(f"coderunner: could not interrupt session {session}: {watch.failed}", file=sys.stderr)
         else:

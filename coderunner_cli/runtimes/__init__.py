@@ -56,4 +56,5 @@ def resolve(flag: str | None = None) -> tuple[Runtime, str]:
         return get("local"), "auto-detected (no container engine answered)"
     raise RuntimeUnavailable(
         "no runtime found: install Apple `container` (macOS), Docker or Podman, or bubblewrap (Linux), "
-        "or choose one with --runtime")
+        "or choose one with --runtime"
+    )

@@ -50,22 +50,36 @@ def run(
     log.debug("run: %s", shlex.join(cmd))
     try:
         proc = subprocess.run(
-            cmd, input=input, text=True, timeout=timeout, env=dict(env) if env is not None else None,
+            cmd,
+            input=input,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
             stdin=None if input is not None else subprocess.DEVNULL,
-            stdout=sys.stderr if progress else subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=sys.stderr if progress else subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     except FileNotFoundError:
-        raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH" + (f"; {hint}" if hint else "")) from None
+        raise RuntimeUnavailable(
+            f"`{cmd[0]}` is not installed or not on PATH" + (f"; {hint}" if hint else "")
+        ) from None
     except subprocess.TimeoutExpired:
-        raise RuntimeTimeout(f"`{shlex.join(cmd[:3])}` did not finish within {timeout:g}s"
-                             + (f"; {hint}" if hint else "")) from None
+        raise RuntimeTimeout(
+            f"`{shlex.join(cmd[:3])}` did not finish within {timeout:g}s" + (f"; {hint}" if hint else "")
+        ) from None
     if check and proc.returncode != 0:
         raise CommandFailed(cmd, proc.returncode, proc.stderr or "", hint)
     return proc
 
 
-def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None,
-          pass_fds: Iterable[int] = (), max_processes: int | None = None) -> subprocess.Popen:
+def spawn(
+    cmd: list[str],
+    *,
+    log_path: str,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Iterable[int] = (),
+    max_processes: int | None = None,
+) -> subprocess.Popen:
     """Start a detached, long-lived process writing to ``log_path``. ``max_processes``: its
     RLIMIT_NPROC (inherited by all it starts; counted over its uid's processes)."""
     log.debug("spawn: %s", shlex.join(cmd))
@@ -75,19 +89,26 @@ def spawn(cmd: list[str], *, log_path: str, env: Mapping[str, str] | None = None
 
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+
     with open(log_path, "ab") as logf:
         try:
             return subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None, start_new_session=True, pass_fds=tuple(pass_fds),
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+                pass_fds=tuple(pass_fds),
                 preexec_fn=limit,
             )
         except FileNotFoundError:
             raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
 
 
-def interactive(cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_to_stdout: bool = False,
-                pty: bool = False) -> int:
+def interactive(
+    cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_to_stdout: bool = False, pty: bool = False
+) -> int:
     """Run attached to the terminal (shell, agents, logs); return its exit code.
     ``stderr_to_stdout``: for logs, which are data even when the tool writes them to stderr.
     ``pty``: when stdin is a terminal, give the command a pseudo-terminal of its own and relay
@@ -98,8 +119,9 @@ def interactive(cmd: list[str], env: Mapping[str, str] | None = None, *, stderr_
     try:
         if pty and sys.stdin.isatty():
             return _pty_relay(cmd, env)
-        return subprocess.call(cmd, env=dict(env) if env is not None else None,
-                               stderr=subprocess.STDOUT if stderr_to_stdout else None)
+        return subprocess.call(
+            cmd, env=dict(env) if env is not None else None, stderr=subprocess.STDOUT if stderr_to_stdout else None
+        )
     except FileNotFoundError:
         raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
 

@@ -46,9 +46,11 @@ from .base import GATEWAY_PORT, SANDBOX_HOME, SANDBOX_WORKSPACE, USER_SKILLS, Co
 log = logging.getLogger("coderunner")
 
 GUEST_SOCKET = "/run/coderunner/gateway.sock"  # --no-network; the gateway creates its directory
-KERNEL_HINT = ("no Linux kernel is installed for `container` (a first `container system start` was interrupted "
-               "or declined): run `container system start --enable-kernel-install`, or `coderunner up` again "
-               "with a longer --timeout")
+KERNEL_HINT = (
+    "no Linux kernel is installed for `container` (a first `container system start` was interrupted "
+    "or declined): run `container system start --enable-kernel-install`, or `coderunner up` again "
+    "with a longer --timeout"
+)
 
 
 def code_ids() -> tuple[int, int]:
@@ -77,8 +79,10 @@ class AppleRuntime:
 
     def problem(self) -> str | None:
         if not shutil.which(self.binary):
-            return ("Apple's `container` is not installed: get it from github.com/apple/container/releases "
-                    "(macOS 26 on Apple silicon)")
+            return (
+                "Apple's `container` is not installed: get it from github.com/apple/container/releases "
+                "(macOS 26 on Apple silicon)"
+            )
         return None
 
     def prepare(self, timeout: float) -> None:
@@ -93,7 +97,8 @@ class AppleRuntime:
             raise RuntimeTimeout(
                 f"`container system start` did not finish within {timeout:g}s (the first start downloads a "
                 "Linux kernel): run `container system start --enable-kernel-install` yourself to watch it, "
-                "or retry with a longer --timeout") from None
+                "or retry with a longer --timeout"
+            ) from None
 
     def has_image(self, image: str) -> bool:
         proc = _proc.run([self.binary, "image", "list", "--format", "json"], check=False)
@@ -107,8 +112,9 @@ class AppleRuntime:
         return any(_image_name(i) in wanted for i in images if isinstance(i, dict))
 
     def pull(self, image: str) -> None:
-        _live([self.binary, "image", "pull", image], timeout=3600,
-              hint="build it with `coderunner build` or pass --image")
+        _live(
+            [self.binary, "image", "pull", image], timeout=3600, hint="build it with `coderunner build` or pass --image"
+        )
 
     def _inspect(self, name: str) -> dict[str, Any] | None:
         proc = _proc.run([self.binary, "inspect", name], check=False)
@@ -139,13 +145,26 @@ class AppleRuntime:
                 if not Path(m.source).is_dir():
                     raise UsageError(
                         f"--mount {m.source}: container {'.'.join(map(str, version))} shares directories only "
-                        "(single files from 0.9): mount the folder that holds it, or upgrade `container`")
+                        "(single files from 0.9): mount the folder that holds it, or upgrade `container`"
+                    )
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
         uid, gid = code_ids()
-        cmd = [self.binary, "run", "--detach", "--name", spec.name,
-               "--cpus", f"{int(spec.cpus or 4)}", "--memory", spec.memory or "4g",
-               "--uid", "0", "--gid", "0"]  # the gateway is root in the VM; code runs as --code-uid
+        cmd = [
+            self.binary,
+            "run",
+            "--detach",
+            "--name",
+            spec.name,
+            "--cpus",
+            f"{int(spec.cpus or 4)}",
+            "--memory",
+            spec.memory or "4g",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+        ]  # the gateway is root in the VM; code runs as --code-uid
         if spec.skills_dir is not None:
             cmd += ["--volume", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
         if spec.workspace is not None:
@@ -163,8 +182,19 @@ class AppleRuntime:
             cmd += ["--network", "none", "--publish-socket", f"{_host_socket(spec)}:{GUEST_SOCKET}"]
         if self.version() >= (0, 10):
             cmd.append("--init")
-        args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, "--isolation", "setid",
-                "--code-uid", str(uid), "--code-gid", str(gid), "--base-home", SANDBOX_HOME]
+        args = [
+            "coderunner-gateway",
+            "--workspace",
+            SANDBOX_WORKSPACE,
+            "--isolation",
+            "setid",
+            "--code-uid",
+            str(uid),
+            "--code-gid",
+            str(gid),
+            "--base-home",
+            SANDBOX_HOME,
+        ]
         for key in _env_names(spec):  # the gateway hands code only what it is told to
             args += ["--pass-env", key]
         if spec.skills_dir is not None:
@@ -190,8 +220,12 @@ class AppleRuntime:
         if os.getuid() == 0 and spec.workspace is not None:
             _chown_tree(spec.workspace, *code_ids())  # root on the host: code is uid 1000 in the VM
         try:
-            _proc.run(self.run_argv(spec), timeout=300, env=_run_env(spec),
-                      hint="is the container system running? `container system status`")
+            _proc.run(
+                self.run_argv(spec),
+                timeout=300,
+                env=_run_env(spec),
+                hint="is the container system running? `container system status`",
+            )
         except CommandFailed as exc:
             if "kernel not configured" in exc.stderr.lower():
                 raise RuntimeUnavailable(KERNEL_HINT) from None
@@ -232,14 +266,31 @@ class AppleRuntime:
         _proc.run([self.binary, "delete", "--force", name], check=False)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow) +
-                                 (["-n", str(tail)] if tail else []), stderr_to_stdout=True)
+        return _proc.interactive(
+            _proc.argv(self.binary, "logs", name, follow=follow) + (["-n", str(tail)] if tail else []),
+            stderr_to_stdout=True,
+        )
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         uid, gid = code_ids()  # as the code runs: not root, in the workspace
         flags = ["--interactive", "--tty"] if sys.stdin.isatty() else ["--interactive"]
-        return _proc.interactive([self.binary, "exec", *flags, "--uid", str(uid), "--gid", str(gid),
-                                  "--workdir", SANDBOX_WORKSPACE, "--env", f"HOME={SANDBOX_HOME}", name, *argv])
+        return _proc.interactive(
+            [
+                self.binary,
+                "exec",
+                *flags,
+                "--uid",
+                str(uid),
+                "--gid",
+                str(gid),
+                "--workdir",
+                SANDBOX_WORKSPACE,
+                "--env",
+                f"HOME={SANDBOX_HOME}",
+                name,
+                *argv,
+            ]
+        )
 
 
 def _host_socket(spec: ContainerSpec) -> Path:

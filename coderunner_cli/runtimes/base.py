@@ -13,12 +13,13 @@ SANDBOX_HOME = "/home/sandbox"
 SSH_SOCK = "/run/host-services/ssh-auth.sock"  # where Apple's --ssh puts it; we match it everywhere
 SECRETS = "/run/coderunner/secrets"  # the host's secrets dir, read-only: token, sandbox.env
 GATEWAY_DIR = "/run/coderunner/gateway"  # the gateway's own; closed to code (root 0700 in the image)
-RUN_DIR = f"{GATEWAY_DIR}/run"       # with --no-network: the gateway's unix socket
+RUN_DIR = f"{GATEWAY_DIR}/run"  # with --no-network: the gateway's unix socket
 USER_SKILLS = "/run/coderunner/skills"  # the host's skills dir, read-only
 
 
-def gateway_args(spec: ContainerSpec, *, host: str, isolation: list[str] | tuple[str, ...] = (),
-                 token_from_env: bool = False) -> list[str]:
+def gateway_args(
+    spec: ContainerSpec, *, host: str, isolation: list[str] | tuple[str, ...] = (), token_from_env: bool = False
+) -> list[str]:
     """The gateway's command line in the sandbox. ``isolation``: how it keeps code from
     itself and sessions apart (``--isolation ...``), which each runtime decides;
     ``token_from_env``: the token and environment come as environment variables
@@ -36,6 +37,7 @@ def gateway_args(spec: ContainerSpec, *, host: str, isolation: list[str] | tuple
         args += ["--uds", f"{RUN_DIR}/gateway.sock"]
     return args
 
+
 # --with-credentials mounts these (when they exist) read-only into the sandbox's home
 CREDENTIAL_DIRS = (".claude", ".codex", ".cursor", ".config/gh", ".config/gcloud", ".aws", ".azure")
 
@@ -51,7 +53,12 @@ class Mount:
         from ..errors import UsageError
 
         parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        if (
+            len(parts) not in (2, 3)
+            or not parts[0]
+            or not parts[1]
+            or (len(parts) == 3 and parts[2] not in ("ro", "rw"))
+        ):
             raise UsageError(f"--mount {text!r}: expected SRC:DST or SRC:DST:ro")
         src = Path(parts[0]).expanduser().resolve()
         if not src.exists():
@@ -65,28 +72,28 @@ class Mount:
 class ContainerSpec:
     name: str
     image: str
-    secrets_dir: Path              # holds `token` and maybe `sandbox.env` (0600); never on a command line
-    env_file: Path | None = None   # secrets_dir/sandbox.env when there is any environment
+    secrets_dir: Path  # holds `token` and maybe `sandbox.env` (0600); never on a command line
+    env_file: Path | None = None  # secrets_dir/sandbox.env when there is any environment
     workspace: Path | None = None
-    run_dir: Path | None = None    # host dir the sandbox may write its ready file / socket to
+    run_dir: Path | None = None  # host dir the sandbox may write its ready file / socket to
     skills_dir: Path | None = None  # the user's skills, mounted read-only
     cpus: float | None = None
     memory: str | None = None
     mounts: list[Mount] = field(default_factory=list)
-    ssh_agent: str | None = None   # host socket path to forward
+    ssh_agent: str | None = None  # host socket path to forward
     network: bool = True
     host_port: int | None = None
 
 
 @dataclass
 class Status:
-    state: str                     # running | stopped | missing
+    state: str  # running | stopped | missing
     detail: str = ""
 
 
 class Runtime(Protocol):
     name: str
-    isolation: str                 # a phrase for `status` and the README
+    isolation: str  # a phrase for `status` and the README
 
     def problem(self) -> str | None:
         """Why this runtime cannot be used here (None when it can)."""

@@ -50,15 +50,21 @@ class DockerRuntime:
 
     def prepare(self, timeout: float) -> None:
         if problem := self.problem():
-            hint = "start Docker (Docker Desktop, or `sudo dockerd`)" if self.name == "docker" else "check `podman info`"
+            hint = (
+                "start Docker (Docker Desktop, or `sudo dockerd`)" if self.name == "docker" else "check `podman info`"
+            )
             raise RuntimeUnavailable(f"{problem}; {hint}")
 
     def has_image(self, image: str) -> bool:
         return _proc.run([self.binary, "image", "inspect", image], check=False).returncode == 0
 
     def pull(self, image: str) -> None:
-        _proc.run([self.binary, "pull", image], timeout=3600, progress=True,
-                  hint=f"build it with `coderunner build --runtime {self.name}` or pass --image")
+        _proc.run(
+            [self.binary, "pull", image],
+            timeout=3600,
+            progress=True,
+            hint=f"build it with `coderunner build --runtime {self.name}` or pass --image",
+        )
 
     def status(self, name: str) -> Status:
         proc = _proc.run([self.binary, "inspect", "--type", "container", name], check=False)
@@ -73,8 +79,18 @@ class DockerRuntime:
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
         uid, gid = code_ids()
-        cmd = [self.binary, "run", "-d", "--name", spec.name, "--init",
-               "--label", "coderunner=1", "--hostname", "coderunner"]
+        cmd = [
+            self.binary,
+            "run",
+            "-d",
+            "--name",
+            spec.name,
+            "--init",
+            "--label",
+            "coderunner=1",
+            "--hostname",
+            "coderunner",
+        ]
         if spec.cpus:
             cmd += ["--cpus", f"{spec.cpus:g}"]
         if spec.memory:
@@ -86,8 +102,15 @@ class DockerRuntime:
         # nothing of the image is writable; scratch space is sized tmpfs in the sandbox's memory
         # (/tmp with exec: the browser's cell starts from a wrapper there; noexec would not stop
         # code, which runs what it writes with python or bash anyway)
-        cmd += ["--read-only", "--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={TMPFS_SIZE}",
-                "--tmpfs", "/run:rw,nosuid,nodev,size=64m", "--tmpfs", "/var/tmp:rw,nosuid,nodev,size=64m"]
+        cmd += [
+            "--read-only",
+            "--tmpfs",
+            f"/tmp:rw,nosuid,nodev,exec,size={TMPFS_SIZE}",
+            "--tmpfs",
+            "/run:rw,nosuid,nodev,size=64m",
+            "--tmpfs",
+            "/var/tmp:rw,nosuid,nodev,size=64m",
+        ]
         if spec.network:
             cmd += ["-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
         else:
@@ -104,8 +127,16 @@ class DockerRuntime:
             cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
         if spec.ssh_agent:
             cmd += ["-v", f"{spec.ssh_agent}:{SSH_SOCK}", "-e", f"SSH_AUTH_SOCK={SSH_SOCK}"]
-        isolation = ["--isolation", "setid", "--code-uid", str(uid), "--code-gid", str(gid),
-                     "--base-home", SANDBOX_HOME]
+        isolation = [
+            "--isolation",
+            "setid",
+            "--code-uid",
+            str(uid),
+            "--code-gid",
+            str(gid),
+            "--base-home",
+            SANDBOX_HOME,
+        ]
         for key in self._env_names(spec):
             isolation += ["--pass-env", key]
         if not spec.network:
@@ -153,7 +184,9 @@ class DockerRuntime:
         for m in info.get("Mounts") or []:
             if m.get("Destination") == RUN_DIR:
                 return f"unix:{m['Source']}/gateway.sock"
-        raise SandboxNotRunning(f"container {name} publishes no gateway port: remove it with `coderunner down --remove`")
+        raise SandboxNotRunning(
+            f"container {name} publishes no gateway port: remove it with `coderunner down --remove`"
+        )
 
     def resume(self, name: str) -> str:
         _proc.run([self.binary, "start", name])
@@ -170,8 +203,7 @@ class DockerRuntime:
         _proc.run([self.binary, "rm", "-f", name], check=False)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow, tail=tail),
-                                 stderr_to_stdout=True)
+        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow, tail=tail), stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         import sys

@@ -55,10 +55,12 @@ TOKEN_FD, ENV_FD = 3, 4
 # The supervisor: opens the token and environment files for bwrap to pass on, then waits for it
 SUPERVISE = 'exec 3<"$1" 4<"$2"; shift 2; bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?'
 # As root: drop to the gateway's uid inside the outer sandbox, before anything of ours runs
-DROP = ("import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setgid(g); os.setuid(u); "
-        "os.execv(sys.argv[3], sys.argv[3:])")
+DROP = (
+    "import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setgid(g); os.setuid(u); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 TMPFS_BYTES = 1 << 30  # each of the outer sandbox's /tmp, /home, /run (tmpfs in host RAM)
-MAX_PROCESSES = 1024   # processes the sandbox may add to its uid's (RLIMIT_NPROC; no cgroups)
+MAX_PROCESSES = 1024  # processes the sandbox may add to its uid's (RLIMIT_NPROC; no cgroups)
 # Where the gateway's Python and packages live (run by that Python); see _python_dirs
 PYTHON_DIRS = r"""
 import importlib.util, json, os, sys
@@ -75,18 +77,48 @@ for p in sorted({os.path.realpath(w) for w in want if w and os.path.isabs(w) and
         keep.append(p)
 print(json.dumps(keep))
 """
-ETC_FILES = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
-             "ca-certificates.conf", "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "fonts",
-             "mime.types", "os-release", "gai.conf", "host.conf", "protocols", "services", "matplotlibrc",
-             "chromium", "chromium.d", "pki", "crypto-policies")
+ETC_FILES = (
+    "resolv.conf",
+    "hosts",
+    "nsswitch.conf",
+    "passwd",
+    "group",
+    "localtime",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "fonts",
+    "mime.types",
+    "os-release",
+    "gai.conf",
+    "host.conf",
+    "protocols",
+    "services",
+    "matplotlibrc",
+    "chromium",
+    "chromium.d",
+    "pki",
+    "crypto-policies",
+)
 
 
 class LocalRuntime:
     name = "local"
     isolation = "process sandbox (bubblewrap): shares the host kernel, no resource limits; weaker than a VM"
 
-    def __init__(self, bwrap: str = "bwrap", python: str | None = None, *, state_dir: Path | None = None,
-                 workspace: Path | None = None) -> None:
+    def __init__(
+        self,
+        bwrap: str = "bwrap",
+        python: str | None = None,
+        *,
+        state_dir: Path | None = None,
+        workspace: Path | None = None,
+    ) -> None:
         """``state_dir`` holds the sandbox's pid file, run dir, log and secrets; both default to the
         selected sandbox's (see :mod:`paths`), read now: nothing later looks at global paths."""
         self.bwrap = shutil.which(bwrap) or bwrap
@@ -111,7 +143,8 @@ class LocalRuntime:
         if probe.returncode != 0:
             raise RuntimeUnavailable(
                 f"the local runtime runs the gateway with {self.python}, which cannot import coderunner_gateway: "
-                "`pip install coderunner-gateway` there, or set CODERUNNER_GATEWAY_PYTHON")
+                "`pip install coderunner-gateway` there, or set CODERUNNER_GATEWAY_PYTHON"
+            )
 
     def has_image(self, image: str) -> bool:
         return True  # no image: the host's Python runs the gateway
@@ -142,15 +175,21 @@ class LocalRuntime:
         # bwrap --die-with-parent needs a parent that lives as long as the
         # sandbox: a shell that waits for it. Killing it (even -9) ends all.
         argv = self.argv(spec, run_dir)
-        paths.write_private(_argv_file(self.state_dir, spec.name), json.dumps(argv))  # `shell` reuses the sandbox's view
+        paths.write_private(
+            _argv_file(self.state_dir, spec.name), json.dumps(argv)
+        )  # `shell` reuses the sandbox's view
         env_file = spec.env_file if spec.env_file is not None and spec.env_file.exists() else "/dev/null"
         cmd = ["sh", "-c", SUPERVISE, SUPERVISOR, str(spec.secrets_dir / "token"), str(env_file), *argv]
         log = self.log_file
         # an empty environment: bwrap's own process (pid 1 inside) keeps the one it was given
         # no cgroups here: the sandbox may start MAX_PROCESSES processes beyond what its uid runs now
         uid = owner[0] if owner is not None else os.getuid()
-        proc = _proc.spawn(cmd, log_path=str(log), env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"},
-                           max_processes=_processes_of(uid) + MAX_PROCESSES)
+        proc = _proc.spawn(
+            cmd,
+            log_path=str(log),
+            env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin"},
+            max_processes=_processes_of(uid) + MAX_PROCESSES,
+        )
         paths.write_private(self.state_dir / f"{spec.name}.pid", str(proc.pid))
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -169,8 +208,18 @@ class LocalRuntime:
     def argv(self, spec: ContainerSpec, run_dir: Path) -> list[str]:
         workspace = spec.workspace or self.workspace
         owner = gateway_owner()
-        cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--hostname", "coderunner", "--clearenv"]
+        cmd = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "coderunner",
+            "--clearenv",
+        ]
         if owner is None:  # a user: its own user namespace, where it is uid 1000 without capabilities
             cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
         else:  # root: set up as root, keep only what dropping to the gateway's uid needs
@@ -192,8 +241,11 @@ class LocalRuntime:
             out: list[str] = []
             for parent in reversed(Path(path).parents[:-1]):
                 p = str(parent)
-                if p not in made and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev") \
-                        and not p.startswith(("/usr/", "/proc/", "/dev/")):
+                if (
+                    p not in made
+                    and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev")
+                    and not p.startswith(("/usr/", "/proc/", "/dev/"))
+                ):
                     made.add(p)
                     out += ["--perms", "0755", "--dir", p]
             return out
@@ -201,9 +253,35 @@ class LocalRuntime:
         for name in ETC_FILES:
             if os.path.lexists(f"/etc/{name}"):
                 cmd += [*parents(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
-                "--size", str(TMPFS_BYTES), "--tmpfs", "/home", "--perms", "01777", "--dir", SANDBOX_HOME,
-                "--size", str(TMPFS_BYTES), "--tmpfs", "/run", "--dir", GATEWAY_DIR, "--bind", "/proc", HOST_PROC]
+        cmd += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "01777",
+            "--size",
+            str(TMPFS_BYTES),
+            "--tmpfs",
+            "/tmp",
+            "--size",
+            str(TMPFS_BYTES),
+            "--tmpfs",
+            "/home",
+            "--perms",
+            "01777",
+            "--dir",
+            SANDBOX_HOME,
+            "--size",
+            str(TMPFS_BYTES),
+            "--tmpfs",
+            "/run",
+            "--dir",
+            GATEWAY_DIR,
+            "--bind",
+            "/proc",
+            HOST_PROC,
+        ]
         for path in self._python_dirs():
             cmd += [*parents(path), "--ro-bind", path, path]
         cmd += ["--bind", str(workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR]
@@ -214,15 +292,37 @@ class LocalRuntime:
             cmd += [*parents(m.target), "--ro-bind" if m.read_only else "--bind", m.source, m.target]
             shares += ["--share-ro" if m.read_only else "--share", m.target]
         if spec.ssh_agent:
-            cmd += ["--dir", os.path.dirname(SSH_SOCK), "--bind", spec.ssh_agent, SSH_SOCK,
-                    "--setenv", "SSH_AUTH_SOCK", SSH_SOCK]
-        env = {"PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": SANDBOX_HOME,
-               "LANG": "C.UTF-8", "USER": "sandbox", "TERM": os.environ.get("TERM", "xterm"),
-               "CODERUNNER_SANDBOX": "local"}
+            cmd += [
+                "--dir",
+                os.path.dirname(SSH_SOCK),
+                "--bind",
+                spec.ssh_agent,
+                SSH_SOCK,
+                "--setenv",
+                "SSH_AUTH_SOCK",
+                SSH_SOCK,
+            ]
+        env = {
+            "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": SANDBOX_HOME,
+            "LANG": "C.UTF-8",
+            "USER": "sandbox",
+            "TERM": os.environ.get("TERM", "xterm"),
+            "CODERUNNER_SANDBOX": "local",
+        }
         for key, value in env.items():
             cmd += ["--setenv", key, value]
-        isolation = ["--isolation", "bwrap", "--base-home", SANDBOX_HOME, *shares,
-                     "--token-fd", str(TOKEN_FD), "--env-fd", str(ENV_FD)]
+        isolation = [
+            "--isolation",
+            "bwrap",
+            "--base-home",
+            SANDBOX_HOME,
+            *shares,
+            "--token-fd",
+            str(TOKEN_FD),
+            "--env-fd",
+            str(ENV_FD),
+        ]
         gateway = gateway_args(spec, host="127.0.0.1", isolation=isolation, token_from_env=True)
         if spec.network:  # the host's network: any free loopback port, read back from the ready file
             gateway[gateway.index("--port") + 1] = str(spec.host_port or 0)
@@ -290,7 +390,7 @@ class LocalRuntime:
         if self.status(name).state != "running":
             raise SandboxNotRunning()
         saved = json.loads(_argv_file(self.state_dir, name).read_text())
-        options = _without_gateway_mounts(saved[:saved.index("--")])
+        options = _without_gateway_mounts(saved[: saved.index("--")])
         env_file = self.env_file
         if env_file.exists():
             options += ["--ro-bind", str(env_file), f"{GATEWAY_DIR}/sandbox.env"]
@@ -298,12 +398,28 @@ class LocalRuntime:
         cmd = [*options, "--", "bash", "-c", load_env, "coderunner-shell", *argv]
         if "--cap-add" in options:  # root: the shell too runs as the gateway's uid
             owner = gateway_owner() or (65534, 65534)
-            cmd = [*options, "--", self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]),
-                   "/bin/bash", "-c", load_env, "coderunner-shell", *argv]
+            cmd = [
+                *options,
+                "--",
+                self.python,
+                "-S",
+                "-c",
+                DROP,
+                str(owner[0]),
+                str(owner[1]),
+                "/bin/bash",
+                "-c",
+                load_env,
+                "coderunner-shell",
+                *argv,
+            ]
         if sys.stdin.isatty():  # a terminal: the relayed pty is the shell's own, job control works
             cmd = [a for a in cmd if a != "--new-session"]
-        return _proc.interactive(cmd, env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin",
-                                           "TERM": os.environ.get("TERM", "xterm")}, pty=True)
+        return _proc.interactive(
+            cmd,
+            env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin", "TERM": os.environ.get("TERM", "xterm")},
+            pty=True,
+        )
 
 
 def _without_gateway_mounts(options: list[str]) -> list[str]:
@@ -311,8 +427,11 @@ def _without_gateway_mounts(options: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(options):
-        if options[i] in ("--bind", "--ro-bind") and i + 2 < len(options) + 1 and \
-                options[i + 2] in (RUN_DIR, HOST_PROC):
+        if (
+            options[i] in ("--bind", "--ro-bind")
+            and i + 2 < len(options) + 1
+            and options[i + 2] in (RUN_DIR, HOST_PROC)
+        ):
             i += 3
             continue
         out.append(options[i])

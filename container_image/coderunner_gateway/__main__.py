@@ -30,58 +30,121 @@ log = logging.getLogger("coderunner_gateway")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coderunner-gateway", description="Run the coderunner gateway.")
-    p.add_argument("--host", default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
-                   help="address to listen on (default 127.0.0.1; the container image uses 0.0.0.0)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("CODERUNNER_PORT", "8222")),
-                   help="TCP port (0 = any free port)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1; the container image uses 0.0.0.0)",
+    )
+    p.add_argument(
+        "--port", type=int, default=int(os.environ.get("CODERUNNER_PORT", "8222")), help="TCP port (0 = any free port)"
+    )
     p.add_argument("--uds", help="listen on this unix socket instead of TCP")
-    p.add_argument("--workspace", default=os.environ.get("CODERUNNER_WORKSPACE") or os.getcwd(),
-                   help="directory code runs in (default: $CODERUNNER_WORKSPACE or the current directory)")
+    p.add_argument(
+        "--workspace",
+        default=os.environ.get("CODERUNNER_WORKSPACE") or os.getcwd(),
+        help="directory code runs in (default: $CODERUNNER_WORKSPACE or the current directory)",
+    )
     p.add_argument("--token-file", help="read the API token from this file (else $CODERUNNER_TOKEN)")
     p.add_argument("--token-fd", type=int, help="read the API token from this inherited file descriptor")
     p.add_argument("--env-fd", type=int, help="read KEY=VALUE lines (as --env-file) from this inherited descriptor")
-    p.add_argument("--isolation", choices=MODES, default=os.environ.get("CODERUNNER_ISOLATION", "auto"),
-                   help="how code is kept from the gateway and from other sessions: bwrap (a nested "
-                        "bubblewrap sandbox per script and kernel), setid (gateway as root, code as --code-uid "
-                        "with a group per session), none, or auto (bwrap, else setid when root; the default)")
-    p.add_argument("--code-uid", type=int, help="the uid code runs as when the gateway is root (setid: default "
-                                                "1000; bwrap: default 65534, nobody)")
+    p.add_argument(
+        "--isolation",
+        choices=MODES,
+        default=os.environ.get("CODERUNNER_ISOLATION", "auto"),
+        help="how code is kept from the gateway and from other sessions: bwrap (a nested "
+        "bubblewrap sandbox per script and kernel), setid (gateway as root, code as --code-uid "
+        "with a group per session), none, or auto (bwrap, else setid when root; the default)",
+    )
+    p.add_argument(
+        "--code-uid",
+        type=int,
+        help="the uid code runs as when the gateway is root (setid: default 1000; bwrap: default 65534, nobody)",
+    )
     p.add_argument("--code-gid", type=int, help="its group (setid: the workspace's group; default: as --code-uid)")
     p.add_argument("--base-home", help="a home whose entries (mounted credentials) each session's home links to")
-    p.add_argument("--share", action="append", default=[], metavar="PATH",
-                   help="bwrap: a path (a user mount) code sees read-write (repeatable)")
-    p.add_argument("--share-ro", action="append", default=[], metavar="PATH",
-                   help="bwrap: a path code sees read-only (repeatable)")
-    p.add_argument("--cell-tmp-size", type=int, default=1024, metavar="MiB",
-                   help="bwrap: size of each script's and session's private /tmp (default 1024 MiB)")
+    p.add_argument(
+        "--share",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="bwrap: a path (a user mount) code sees read-write (repeatable)",
+    )
+    p.add_argument(
+        "--share-ro", action="append", default=[], metavar="PATH", help="bwrap: a path code sees read-only (repeatable)"
+    )
+    p.add_argument(
+        "--cell-tmp-size",
+        type=int,
+        default=1024,
+        metavar="MiB",
+        help="bwrap: size of each script's and session's private /tmp (default 1024 MiB)",
+    )
     p.add_argument("--socket-owner", metavar="UID:GID", help="chown the --uds socket (the host user's ids)")
-    p.add_argument("--pass-env", action="append", default=[], metavar="NAME",
-                   help="hand this variable of the gateway's environment to the code (repeatable; "
-                        "docker/podman/apple pass the config's keys as `-e NAME`)")
-    p.add_argument("--env-file", action="append", default=[],
-                   help="KEY=VALUE lines added to the environment of the code it runs (repeatable)")
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="hand this variable of the gateway's environment to the code (repeatable; "
+        "docker/podman/apple pass the config's keys as `-e NAME`)",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        help="KEY=VALUE lines added to the environment of the code it runs (repeatable)",
+    )
     p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
-    p.add_argument("--script-pool", type=int, default=2,
-                   help="python interpreters kept started for scripts, each in its own cell and used once "
-                        "(default 2; 0: each script starts its own)")
+    p.add_argument(
+        "--script-pool",
+        type=int,
+        default=2,
+        help="python interpreters kept started for scripts, each in its own cell and used once "
+        "(default 2; 0: each script starts its own)",
+    )
     p.add_argument("--max-sessions", type=int, default=32, help="live sessions allowed (default 32)")
     p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds an idle session lives (default 3600)")
-    p.add_argument("--max-output-bytes", type=int, default=16 * MiB,
-                   help="output kept per aggregated (JSON) execution (default 16 MiB)")
+    p.add_argument(
+        "--max-output-bytes",
+        type=int,
+        default=16 * MiB,
+        help="output kept per aggregated (JSON) execution (default 16 MiB)",
+    )
     p.add_argument("--max-request-bytes", type=int, default=32 * MiB, help="largest request body (default 32 MiB)")
     p.add_argument("--default-timeout", type=float, help="timeout for executions that give none (default: none)")
-    p.add_argument("--skills-dir", default=os.environ.get("CODERUNNER_SKILLS_DIR"),
-                   help="public skills (default: the ones shipped with the gateway)")
-    p.add_argument("--user-skills-dir", default=os.environ.get("CODERUNNER_USER_SKILLS_DIR"),
-                   help="user skills; .zip files there are unpacked safely")
-    p.add_argument("--chromium", default=os.environ.get("CODERUNNER_CHROMIUM"),
-                   help="Chromium executable for /v1/browser (default: chromium on PATH)")
-    p.add_argument("--header-timeout", type=float, default=10.0,
-                   help="seconds a connection may take to send a request's headers (default 10)")
-    p.add_argument("--max-connections", type=int, default=256,
-                   help="open connections at once; more are answered 503 and closed (default 256)")
-    p.add_argument("--mcp-idle-timeout", type=float, default=600.0,
-                   help="seconds an idle MCP session (and its kernel) lives (default 600)")
+    p.add_argument(
+        "--skills-dir",
+        default=os.environ.get("CODERUNNER_SKILLS_DIR"),
+        help="public skills (default: the ones shipped with the gateway)",
+    )
+    p.add_argument(
+        "--user-skills-dir",
+        default=os.environ.get("CODERUNNER_USER_SKILLS_DIR"),
+        help="user skills; .zip files there are unpacked safely",
+    )
+    p.add_argument(
+        "--chromium",
+        default=os.environ.get("CODERUNNER_CHROMIUM"),
+        help="Chromium executable for /v1/browser (default: chromium on PATH)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers (default 10)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="open connections at once; more are answered 503 and closed (default 256)",
+    )
+    p.add_argument(
+        "--mcp-idle-timeout",
+        type=float,
+        default=600.0,
+        help="seconds an idle MCP session (and its kernel) lives (default 600)",
+    )
     p.add_argument("--ready-file", help="write {url, pid} here once listening")
     p.add_argument("--log-level", default=os.environ.get("CODERUNNER_LOG_LEVEL", "info"))
     p.add_argument("--access-log", action="store_true", help="log every request")
@@ -122,8 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _reexec_without_token(argv)
     no_new_privs_and_undumpable()
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     workspace = os.path.abspath(args.workspace)
     if not os.path.isdir(workspace):
         sys.exit(f"coderunner-gateway: workspace {workspace} is not a directory: create it or pass --workspace")
@@ -148,12 +212,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"coderunner-gateway: {exc}")
     runtime_dir = _runtime_dir(workspace)
     try:
-        jail = make_jail(JailConfig(
-            mode=args.isolation, runtime_dir=runtime_dir, workspace=workspace, code_uid=args.code_uid,
-            code_gid=args.code_gid, base_home=args.base_home, shares=args.share,
-            shares_ro=[p for p in [*args.share_ro, args.user_skills_dir, os.environ.get("SSH_AUTH_SOCK")] if p],
-            tmp_size=max(1, args.cell_tmp_size) * MiB,
-        ))
+        jail = make_jail(
+            JailConfig(
+                mode=args.isolation,
+                runtime_dir=runtime_dir,
+                workspace=workspace,
+                code_uid=args.code_uid,
+                code_gid=args.code_gid,
+                base_home=args.base_home,
+                shares=args.share,
+                shares_ro=[p for p in [*args.share_ro, args.user_skills_dir, os.environ.get("SSH_AUTH_SOCK")] if p],
+                tmp_size=max(1, args.cell_tmp_size) * MiB,
+            )
+        )
     except (IsolationUnavailable, OSError) as exc:
         shutil.rmtree(runtime_dir, ignore_errors=True)
         sys.exit(f"coderunner-gateway: {exc}")
@@ -190,12 +261,19 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from .app import MAX_HEADER_BYTES, create_app, guarded_protocol
 
     if settings.token is None and not args.uds:
-        sys.exit("coderunner-gateway: refusing to listen on TCP without a token: set CODERUNNER_TOKEN or "
-                 "--token-file, or listen on a unix socket with --uds")
+        sys.exit(
+            "coderunner-gateway: refusing to listen on TCP without a token: set CODERUNNER_TOKEN or "
+            "--token-file, or listen on a unix socket with --uds"
+        )
     app, gateway = create_app(settings, mcp_idle_timeout=args.mcp_idle_timeout)
     config = uvicorn.Config(
-        app, log_level=args.log_level.lower(), access_log=args.access_log, lifespan="on",
-        timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+        app,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+        server_header=False,
         # h11 with header size, header time and connection caps, all before auth
         http=guarded_protocol(args.header_timeout, max(1, args.max_connections)),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
@@ -240,8 +318,10 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
         try:
             sock.bind((args.host, args.port))
         except OSError as exc:
-            sys.exit(f"coderunner-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror} "
-                     "(is another gateway running? pick another --port, or 0 for any free port)")
+            sys.exit(
+                f"coderunner-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror} "
+                "(is another gateway running? pick another --port, or 0 for any free port)"
+            )
         host, port = sock.getsockname()[:2]
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     sock.listen(128)
@@ -272,8 +352,10 @@ def _runtime_dir(workspace: str) -> str:
     base = os.environ.get("TMPDIR") or "/tmp"
     real, ws = os.path.realpath(base), os.path.realpath(workspace)
     if real == ws or real.startswith(ws + os.sep) or not os.access(base, os.W_OK | os.X_OK):
-        sys.exit(f"coderunner-gateway: cannot make its private dir in {base} (not writable, or inside the "
-                 "workspace): set TMPDIR to a private writable directory")
+        sys.exit(
+            f"coderunner-gateway: cannot make its private dir in {base} (not writable, or inside the "
+            "workspace): set TMPDIR to a private writable directory"
+        )
     return tempfile.mkdtemp(prefix="coderunner-gw-", dir=base)
 
 

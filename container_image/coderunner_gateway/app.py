@@ -46,9 +46,11 @@ class Gateway:
 
         from .skills import SkillStore, default_public_dir
 
-        self.skills = SkillStore(Path(settings.skills_dir) if settings.skills_dir else default_public_dir(),
-                                 Path(settings.user_skills_dir) if settings.user_skills_dir else None,
-                                 Path(settings.runtime_dir) / "skills")
+        self.skills = SkillStore(
+            Path(settings.skills_dir) if settings.skills_dir else default_public_dir(),
+            Path(settings.user_skills_dir) if settings.user_skills_dir else None,
+            Path(settings.runtime_dir) / "skills",
+        )
         self.started = time.time()
         self._closed = False
         from .browser import Browser
@@ -77,8 +79,15 @@ class Gateway:
             outcome = await self.sessions.execute(session, req["code"], req["timeout"], sink)
         else:
             outcome = await self.scripts.run(
-                sink, code=req["code"], language=req["language"], argv=req["argv"], stdin=req["stdin"],
-                env=req["env"], timeout=req["timeout"], filename=req["filename"], cwd=req["cwd"],
+                sink,
+                code=req["code"],
+                language=req["language"],
+                argv=req["argv"],
+                stdin=req["stdin"],
+                env=req["env"],
+                timeout=req["timeout"],
+                filename=req["filename"],
+                cwd=req["cwd"],
             )
         done = _done_event(outcome, time.perf_counter() - t0)
         await sink.emit(done)
@@ -108,15 +117,22 @@ class Gateway:
             req["cwd"] = _cwd(self.settings.workspace, cwd)
             name = req["filename"]
             if name and (name.startswith("/") or ".." in name.split("/")):
-                raise BadRequest(f"filename {name[:80]!r}: with a cwd, a path relative to it, without '..'",
-                                 code="invalid_field")
-        if sum(len(a.encode()) + 1 for a in req["argv"]) + sum(
-                len(k.encode()) + len(v.encode()) + 2 for k, v in req["env"].items()) > MAX_ARGV_ENV_BYTES:
-            raise BadRequest(f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin "
-                             "or in a file", code="invalid_field")
+                raise BadRequest(
+                    f"filename {name[:80]!r}: with a cwd, a path relative to it, without '..'", code="invalid_field"
+                )
+        if (
+            sum(len(a.encode()) + 1 for a in req["argv"])
+            + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in req["env"].items())
+            > MAX_ARGV_ENV_BYTES
+        ):
+            raise BadRequest(
+                f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin or in a file",
+                code="invalid_field",
+            )
         if sid is not None:
-            only_scripts = [k for k in ("stdin", "stdin_b64", "argv", "env", "filename", "cwd")
-                            if data.get(k) not in (None, [], {})]
+            only_scripts = [
+                k for k in ("stdin", "stdin_b64", "argv", "env", "filename", "cwd") if data.get(k) not in (None, [], {})
+            ]
             if only_scripts:
                 raise BadRequest(
                     f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
@@ -128,7 +144,9 @@ class Gateway:
             req["session"] = session
         return req
 
-    async def respond_execute(self, request: Request, req: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    async def respond_execute(
+        self, request: Request, req: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
         if NDJSON in request.headers.get("accept", ""):
             return StreamingResponse(self._stream(req), media_type=NDJSON, headers=headers)
         collector = Collector(self.settings.max_output_bytes)
@@ -152,8 +170,15 @@ class Gateway:
                 await self.run(sink, req)
             except Exception:
                 log.exception("execution failed")
-                await sink.emit({"type": "done", "status": "error", "exit_code": 1, "execution_time": 0.0,
-                                 "message": "internal gateway error; see the gateway log"})
+                await sink.emit(
+                    {
+                        "type": "done",
+                        "status": "error",
+                        "exit_code": 1,
+                        "execution_time": 0.0,
+                        "message": "internal gateway error; see the gateway log",
+                    }
+                )
             finally:
                 await sink.close()
 
@@ -169,17 +194,19 @@ class Gateway:
 
     # -- routes -----------------------------------------------------------------
     async def health(self, request: Request) -> Response:
-        return JSONResponse({
-            "status": "ok",
-            "version": __version__,
-            "uptime": round(time.time() - self.started, 3),
-            "sessions": len(self.sessions.sessions),
-            "warm_kernels": len(self.sessions.pool.warm),
-            "kernel_pool": self.sessions.pool.status(),  # warm now, the target it refills to, its floor and max
-            "running_scripts": len(self.scripts.running),
-            "browser": "running" if self.browser.running else "not started",
-            "auth": self.settings.token is not None,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime": round(time.time() - self.started, 3),
+                "sessions": len(self.sessions.sessions),
+                "warm_kernels": len(self.sessions.pool.warm),
+                "kernel_pool": self.sessions.pool.status(),  # warm now, the target it refills to, its floor and max
+                "running_scripts": len(self.scripts.running),
+                "browser": "running" if self.browser.running else "not started",
+                "auth": self.settings.token is not None,
+            }
+        )
 
     async def execute(self, request: Request) -> Response:
         data = await read_json(request, self.settings.max_request_bytes)
@@ -262,8 +289,12 @@ class Gateway:
 
     async def browser_screenshot(self, request: Request) -> Response:
         f, args = await self._browser_request(request, {"full_page", "width", "height"})
-        png = await self.browser.screenshot(full_page=f.bool("full_page"), width=f.int("width", 1280, low=1, high=8000),
-                                            height=f.int("height", 720, low=1, high=8000), **args)
+        png = await self.browser.screenshot(
+            full_page=f.bool("full_page"),
+            width=f.int("width", 1280, low=1, high=8000),
+            height=f.int("height", 720, low=1, high=8000),
+            **args,
+        )
         return Response(png, media_type="image/png")
 
     async def legacy_browser(self, request: Request) -> Response:
@@ -314,7 +345,9 @@ class Gateway:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > self.settings.max_request_bytes:
-                    raise PayloadTooLarge(f"file is over the gateway's limit of {self.settings.max_request_bytes} bytes")
+                    raise PayloadTooLarge(
+                        f"file is over the gateway's limit of {self.settings.max_request_bytes} bytes"
+                    )
             size = files.write(path, bytes(body))
             return JSONResponse({"path": rel, "size": size}, status_code=201)
         files.remove(path, root)
@@ -327,15 +360,17 @@ def _cwd(workspace: str, rel: str) -> str:
 
     parts = rel.split("/")
     if not rel or rel.startswith("/") or ".." in parts or "\x00" in rel:
-        raise BadRequest(f"cwd {rel[:80]!r}: give a folder of the workspace, relative to it, without '..'",
-                         code="invalid_cwd")
+        raise BadRequest(
+            f"cwd {rel[:80]!r}: give a folder of the workspace, relative to it, without '..'", code="invalid_cwd"
+        )
     try:
         path = files.resolve(workspace, rel)
     except ApiError:
         raise BadRequest(f"cwd {rel[:80]!r} is not a folder of the workspace", code="invalid_cwd") from None
     if not os.path.isdir(path):
-        raise BadRequest(f"cwd {rel[:80]!r}: no such folder in the workspace (upload it with PUT /v1/files)",
-                         code="invalid_cwd")
+        raise BadRequest(
+            f"cwd {rel[:80]!r}: no such folder in the workspace (upload it with PUT /v1/files)", code="invalid_cwd"
+        )
     # the path the cells see: the workspace is bound at its own (unresolved) path
     return os.path.join(workspace, os.path.normpath(rel))
 
@@ -345,8 +380,9 @@ def _stdin(text: str | None, b64: str | None) -> bytes | None:
     if b64 is None:
         return None if text is None else text.encode()
     if text is not None:
-        raise BadRequest("give stdin either as 'stdin' (text) or as 'stdin_b64' (base64 bytes), not both",
-                         code="invalid_field")
+        raise BadRequest(
+            "give stdin either as 'stdin' (text) or as 'stdin_b64' (base64 bytes), not both", code="invalid_field"
+        )
     import base64
     import binascii
 
@@ -392,10 +428,13 @@ class AuthMiddleware:
         if not given or not hmac.compare_digest(given, self.token):
             err = Unauthorized(
                 "missing or wrong token: send 'Authorization: Bearer <token>' (the token is in the gateway's "
-                "CODERUNNER_TOKEN; `coderunner status` shows where)" if not given else "wrong token",
+                "CODERUNNER_TOKEN; `coderunner status` shows where)"
+                if not given
+                else "wrong token",
             )
-            return await JSONResponse(err.to_json(), status_code=401,
-                                      headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return await JSONResponse(err.to_json(), status_code=401, headers={"WWW-Authenticate": "Bearer"})(
+                scope, receive, send
+            )
         return await self.app(scope, receive, send)
 
 
@@ -454,12 +493,18 @@ class HostOriginGuard:
             unix = server is None or server[1] is None
             err = None
             if not _host_allowed(host, unix):
-                err = ApiError(f"Host {host!r} is not allowed: connect by IP address or localhost",
-                               code="host_not_allowed", status=403)
+                err = ApiError(
+                    f"Host {host!r} is not allowed: connect by IP address or localhost",
+                    code="host_not_allowed",
+                    status=403,
+                )
             elif origin is not None and not _origin_allowed(origin.decode("latin-1")):
-                err = ApiError(f"Origin {origin.decode('latin-1')!r} is not allowed: only pages on this "
-                               "machine's loopback (http://localhost, http://127.0.0.1) may call the gateway",
-                               code="origin_not_allowed", status=403)
+                err = ApiError(
+                    f"Origin {origin.decode('latin-1')!r} is not allowed: only pages on this "
+                    "machine's loopback (http://localhost, http://127.0.0.1) may call the gateway",
+                    code="origin_not_allowed",
+                    status=403,
+                )
             if err is not None:
                 if scope["type"] == "websocket":
                     return await send({"type": "websocket.close", "code": 1008})
@@ -482,9 +527,12 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type:
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                self._refuse(503, "too_many_connections",
-                             f"the gateway has {max_connections} open connections (its --max-connections)",
-                             linger=False)
+                self._refuse(
+                    503,
+                    "too_many_connections",
+                    f"the gateway has {max_connections} open connections (its --max-connections)",
+                    linger=False,
+                )
                 return
             self._watch_head()
 
@@ -502,8 +550,11 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type:
                 head = self.conn.trailing_data[0] + data
                 end = head.find(b"\r\n\r\n")
                 if (end == -1 and len(head) > MAX_HEADER_BYTES) or end > MAX_HEADER_BYTES:
-                    self._refuse(431, "headers_too_large",
-                                 f"the request's headers are over the gateway's limit of {MAX_HEADER_BYTES} bytes")
+                    self._refuse(
+                        431,
+                        "headers_too_large",
+                        f"the request's headers are over the gateway's limit of {MAX_HEADER_BYTES} bytes",
+                    )
                     return
             super().data_received(data)
 
@@ -520,7 +571,8 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type:
             if self._refused or self.transport.is_closing():
                 return self._cancel_head_timer()
             waiting = self.conn.their_state is h11.IDLE or (
-                self.conn.their_state is h11.SEND_BODY and self.conn.our_state in (h11.DONE, h11.MUST_CLOSE))
+                self.conn.their_state is h11.SEND_BODY and self.conn.our_state in (h11.DONE, h11.MUST_CLOSE)
+            )
             if waiting and self._head_timer is None:
                 self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
             elif not waiting:
@@ -547,10 +599,13 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type:
             self._discarded = 0
             self._cancel_head_timer()
             body = json.dumps({"error": {"code": code, "message": message}}).encode()
-            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
-                      503: b"Service Unavailable"}[status]
-            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                                 b"connection: close\r\n\r\n%s" % (status, reason, len(body), body))
+            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[
+                status
+            ]
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            )
             if not linger:
                 self.transport.close()
                 return
@@ -567,16 +622,20 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     codes = {404: "not_found", 405: "method_not_allowed"}
-    message = {404: f"no route {request.url.path}: see GET /health and the README's API section",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-    return JSONResponse({"error": {"code": codes.get(exc.status_code, "http_error"), "message": message}},
-                        status_code=exc.status_code)
+    message = {
+        404: f"no route {request.url.path}: see GET /health and the README's API section",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return JSONResponse(
+        {"error": {"code": codes.get(exc.status_code, "http_error"), "message": message}}, status_code=exc.status_code
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"error": {"code": "internal_error", "message": f"internal gateway error: {exc!r}"}},
-                        status_code=500)
+    return JSONResponse(
+        {"error": {"code": "internal_error", "message": f"internal gateway error: {exc!r}"}}, status_code=500
+    )
 
 
 def create_app(settings: Settings, *, mcp_idle_timeout: float = 600.0) -> tuple[Any, Gateway]:

@@ -31,12 +31,22 @@ log = logging.getLogger("coderunner_gateway")
 FORMATS = ("text", "markdown", "html", "links")
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle", "commit")
 DEFAULT_VIEWPORT = {"width": 1280, "height": 720}
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        "--disable-default-apps", "--mute-audio", "--js-flags=--max-old-space-size=512"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--js-flags=--max-old-space-size=512",
+]
 RENDERER_MEMORY_BYTES = 1024 * 1024 * 1024  # a renderer above this is killed (its page answers page_crashed)
-MAX_PAGE_BYTES = 32 * 1024 * 1024           # a document declaring more (Content-Length) is refused
-MAX_CONTENT_CHARS = 10 * 1024 * 1024        # text, markdown or html returned, at most
+MAX_PAGE_BYTES = 32 * 1024 * 1024  # a document declaring more (Content-Length) is refused
+MAX_CONTENT_CHARS = 10 * 1024 * 1024  # text, markdown or html returned, at most
 
 # readable text: the rendered page without scripts, styles and hidden parts
 TEXT_JS = """() => {
@@ -122,8 +132,9 @@ def check_url(url: Any) -> str:
         raise BadRequest("the URL holds control characters", code="invalid_url")
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https"):
-        raise BadRequest(f"only http and https URLs can be opened, not {parts.scheme or 'a bare path'!r}",
-                         code="unsupported_scheme")
+        raise BadRequest(
+            f"only http and https URLs can be opened, not {parts.scheme or 'a bare path'!r}", code="unsupported_scheme"
+        )
     if not parts.hostname:
         raise BadRequest(f"{url!r} has no host", code="invalid_url")
     return url.strip()
@@ -149,8 +160,14 @@ class Browser:
         return self._browser is not None and self._browser.is_connected()
 
     def _executable(self) -> str | None:
-        path = self.executable or next((p for name in ("chromium", "chromium-browser", "google-chrome",
-                                                       "google-chrome-stable") if (p := shutil.which(name))), None)
+        path = self.executable or next(
+            (
+                p
+                for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+                if (p := shutil.which(name))
+            ),
+            None,
+        )
         if path is None or self.jail is None or self.jail.name == "none":
             return path  # None: Playwright's own build, if it was downloaded
         if self._cell is not None:  # a relaunch: whatever is left of the last one goes
@@ -174,8 +191,10 @@ class Browser:
             try:
                 self._browser = await self._pw.chromium.launch(executable_path=self._executable(), args=args)
             except Exception as exc:
-                raise Unavailable(f"Chromium did not start: {str(exc).splitlines()[0]} "
-                                  "(install Debian's chromium, or pass --chromium PATH)") from exc
+                raise Unavailable(
+                    f"Chromium did not start: {str(exc).splitlines()[0]} "
+                    "(install Debian's chromium, or pass --chromium PATH)"
+                ) from exc
             self.launches += 1
             log.info("browser launched (%s)", self._browser.version)
             if self._watchdog is None or self._watchdog.done():
@@ -194,8 +213,9 @@ class Browser:
             self._contexts[key] = ctx
         return ctx
 
-    async def _open(self, url: str, session_id: str | None, wait_until: str, timeout: float,
-                    viewport: dict[str, int] | None = None) -> tuple[Any, Any]:
+    async def _open(
+        self, url: str, session_id: str | None, wait_until: str, timeout: float, viewport: dict[str, int] | None = None
+    ) -> tuple[Any, Any]:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -235,13 +255,17 @@ class Browser:
             response = goto.result()
         except PlaywrightTimeout as exc:
             await _close_quietly(page)
-            raise ApiError(f"{url} did not finish loading within {timeout:g}s", code="navigation_timeout",
-                           status=504) from exc
+            raise ApiError(
+                f"{url} did not finish loading within {timeout:g}s", code="navigation_timeout", status=504
+            ) from exc
         except PlaywrightError as exc:
             await _close_quietly(page)
             if too_large:
-                raise ApiError(f"{url} is {too_large[0]} bytes, over the browser's limit of {MAX_PAGE_BYTES}",
-                               code="page_too_large", status=413) from exc
+                raise ApiError(
+                    f"{url} is {too_large[0]} bytes, over the browser's limit of {MAX_PAGE_BYTES}",
+                    code="page_too_large",
+                    status=413,
+                ) from exc
             raise _net_error(url, str(exc)) from exc
         finally:
             page.remove_listener("response", on_response)
@@ -263,15 +287,21 @@ class Browser:
         else:
             await _close_quietly(page)
 
-    async def navigate(self, url: str, session_id: str | None = None, wait_until: str = "load",
-                       timeout: float = 30) -> dict[str, Any]:
+    async def navigate(
+        self, url: str, session_id: str | None = None, wait_until: str = "load", timeout: float = 30
+    ) -> dict[str, Any]:
         page, response = await self._open(url, session_id, wait_until, timeout)
         async with self._reading(page, url, session_id):
-            return {"status": response.status if response else None, "url": page.url,
-                    "title": await page.title(), "content": _cut(await page.evaluate(TEXT_JS))}
+            return {
+                "status": response.status if response else None,
+                "url": page.url,
+                "title": await page.title(),
+                "content": _cut(await page.evaluate(TEXT_JS)),
+            }
 
-    async def content(self, url: str, fmt: str = "text", session_id: str | None = None,
-                      wait_until: str = "load", timeout: float = 30) -> dict[str, Any]:
+    async def content(
+        self, url: str, fmt: str = "text", session_id: str | None = None, wait_until: str = "load", timeout: float = 30
+    ) -> dict[str, Any]:
         page, response = await self._open(url, session_id, wait_until, timeout)
         async with self._reading(page, url, session_id):
             if fmt == "html":
@@ -282,11 +312,24 @@ class Browser:
                 body = (await page.evaluate(LINKS_JS))[:100_000]
             else:
                 body = _cut(await page.evaluate(TEXT_JS))
-            return {"status": response.status if response else None, "url": page.url, "title": await page.title(),
-                    "format": fmt, "content": body}
+            return {
+                "status": response.status if response else None,
+                "url": page.url,
+                "title": await page.title(),
+                "format": fmt,
+                "content": body,
+            }
 
-    async def screenshot(self, url: str, full_page: bool = False, width: int = 1280, height: int = 720,
-                         session_id: str | None = None, wait_until: str = "load", timeout: float = 30) -> bytes:
+    async def screenshot(
+        self,
+        url: str,
+        full_page: bool = False,
+        width: int = 1280,
+        height: int = 720,
+        session_id: str | None = None,
+        wait_until: str = "load",
+        timeout: float = 30,
+    ) -> bytes:
         page, _ = await self._open(url, session_id, wait_until, timeout, {"width": width, "height": height})
         async with self._reading(page, url, session_id):
             return await page.screenshot(full_page=full_page, type="png")
@@ -378,8 +421,9 @@ async def _watch_renderers(interval: float = 0.2) -> None:
                     if b"--type=renderer" not in f.read():
                         continue
                 os.kill(pid, signal.SIGKILL)
-                log.warning("browser: killed renderer %d at %d MiB (limit %d MiB)", pid, rss >> 20,
-                            RENDERER_MEMORY_BYTES >> 20)
+                log.warning(
+                    "browser: killed renderer %d at %d MiB (limit %d MiB)", pid, rss >> 20, RENDERER_MEMORY_BYTES >> 20
+                )
             except (OSError, ValueError, IndexError):
                 continue
 
@@ -387,9 +431,12 @@ async def _watch_renderers(interval: float = 0.2) -> None:
 def _net_error(url: str, text: str) -> ApiError:
     first = text.splitlines()[0] if text else "navigation failed"
     if "crash" in text.lower():
-        return ApiError(f"{url} crashed the browser's renderer (it may have used more memory than the browser "
-                        f"allows, {RENDERER_MEMORY_BYTES >> 20} MiB); the browser stays usable",
-                        code="page_crashed", status=502)
+        return ApiError(
+            f"{url} crashed the browser's renderer (it may have used more memory than the browser "
+            f"allows, {RENDERER_MEMORY_BYTES >> 20} MiB); the browser stays usable",
+            code="page_crashed",
+            status=502,
+        )
     host = urlsplit(url).hostname
     if "ERR_NAME_NOT_RESOLVED" in text:
         return ApiError(f"unknown host {host!r}: it does not resolve", code="unknown_host", status=400)
@@ -400,6 +447,9 @@ def _net_error(url: str, text: str) -> ApiError:
     if "net::ERR_" in text:
         return ApiError(f"could not open {url}: {first}", code="navigation_failed", status=400)
     if "Target" in text and "closed" in text:
-        return ApiError("the browser crashed while loading the page; it will be relaunched: retry",
-                        code="browser_crashed", status=503)
+        return ApiError(
+            "the browser crashed while loading the page; it will be relaunched: retry",
+            code="browser_crashed",
+            status=503,
+        )
     return ApiError(f"could not open {url}: {first}", code="navigation_failed", status=400)

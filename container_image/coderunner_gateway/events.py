@@ -29,7 +29,7 @@ import json
 from typing import Any, Protocol
 
 STREAM_QUEUE_BYTES = 4 * 1024 * 1024  # serialised events waiting for a streaming client
-TEXT_CHUNK = 256 * 1024               # larger output text is sent as several events
+TEXT_CHUNK = 256 * 1024  # larger output text is sent as several events
 
 
 class Sink(Protocol):
@@ -90,7 +90,7 @@ class StreamSink:
             text = event["text"]
             # slices, each serialised alone: a huge chunk is never copied whole
             for i in range(0, len(text), TEXT_CHUNK):
-                await self._text(kind, text[i:i + TEXT_CHUNK])
+                await self._text(kind, text[i : i + TEXT_CHUNK])
             return
         if kind == "done" and any(self.dropped.values()):
             dropped = dict(event.get("dropped") or {})

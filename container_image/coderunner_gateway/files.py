@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ApiError, BadRequest, NotFound
 
-MAX_NAME_BYTES = 255   # NAME_MAX
+MAX_NAME_BYTES = 255  # NAME_MAX
 MAX_PATH_BYTES = 4000  # under PATH_MAX with the workspace in front
 
 
@@ -21,9 +21,11 @@ def resolve(workspace: str, rel: str) -> Path:
     if rel.startswith("/") or "\x00" in rel:
         raise BadRequest(f"path {rel!r} must be relative to the workspace", code="invalid_path")
     if len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES or any(
-            len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in rel.split("/")):
-        raise BadRequest(f"path is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all",
-                         code="invalid_path")
+        len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in rel.split("/")
+    ):
+        raise BadRequest(
+            f"path is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all", code="invalid_path"
+        )
     target = (root / rel).resolve()
     if target != root and root not in target.parents:
         raise ApiError(f"path {rel!r} leaves the workspace", code="path_outside_workspace", status=403)
@@ -34,13 +36,15 @@ def listing(path: Path, root: Path) -> dict:
     entries = []
     for child in sorted(path.iterdir()):
         st = child.lstat()
-        entries.append({
-            "name": child.name,
-            "path": str(child.relative_to(root)),
-            "type": "dir" if stat.S_ISDIR(st.st_mode) else "file",
-            "size": st.st_size,
-            "mtime": st.st_mtime,
-        })
+        entries.append(
+            {
+                "name": child.name,
+                "path": str(child.relative_to(root)),
+                "type": "dir" if stat.S_ISDIR(st.st_mode) else "file",
+                "size": st.st_size,
+                "mtime": st.st_mtime,
+            }
+        )
     return {"path": str(path.relative_to(root)) if path != root else "", "entries": entries}
 
 
@@ -64,7 +68,8 @@ def remove(path: Path, root: Path) -> None:
         try:
             path.rmdir()
         except OSError as exc:
-            raise ApiError("the directory is not empty: delete its files first", code="directory_not_empty",
-                           status=409) from exc
+            raise ApiError(
+                "the directory is not empty: delete its files first", code="directory_not_empty", status=409
+            ) from exc
     else:
         path.unlink()

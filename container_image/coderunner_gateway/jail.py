@@ -47,19 +47,57 @@ log = logging.getLogger("coderunner_gateway")
 
 MODES = ("auto", "bwrap", "setid", "none")
 # Become (uid, gid) and exec the rest: where setpriv is missing
-DROP = ("import ctypes, os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
-        "ctypes.CDLL(None).prctl(38, 1, 0, 0, 0); os.umask(0o022); os.execvp(sys.argv[3], sys.argv[3:])")
+DROP = (
+    "import ctypes, os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
+    "ctypes.CDLL(None).prctl(38, 1, 0, 0, 0); os.umask(0o022); os.execvp(sys.argv[3], sys.argv[3:])"
+)
 GID_BASE = 200000  # cell gids: above any real group, below 2**31
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
 
 # What a bwrap cell sees of /etc: what programs need, none of the host's secrets.
-ETC_FILES = ("resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
-             "ca-certificates.conf", "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "fonts",
-             "mime.types", "os-release", "gai.conf", "host.conf", "protocols", "services", "matplotlibrc",
-             "chromium", "chromium.d", "pki/tls/certs", "pki/ca-trust", "crypto-policies", "debian_version",
-             "timezone", "bash.bashrc", "profile", "inputrc", "python3", "python3.11", "python3.12", "python3.13",
-             "mailcap", "xdg", "java", "gitconfig")
+ETC_FILES = (
+    "resolv.conf",
+    "hosts",
+    "nsswitch.conf",
+    "passwd",
+    "group",
+    "localtime",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "fonts",
+    "mime.types",
+    "os-release",
+    "gai.conf",
+    "host.conf",
+    "protocols",
+    "services",
+    "matplotlibrc",
+    "chromium",
+    "chromium.d",
+    "pki/tls/certs",
+    "pki/ca-trust",
+    "crypto-policies",
+    "debian_version",
+    "timezone",
+    "bash.bashrc",
+    "profile",
+    "inputrc",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "mailcap",
+    "xdg",
+    "java",
+    "gitconfig",
+)
 
 
 class IsolationUnavailable(RuntimeError):
@@ -71,11 +109,11 @@ class Cell:
     """One isolated unit: a session's kernel or bash, or one script run."""
 
     id: str
-    dir: str                 # private: home/, tmp/ (setid), kernel files
+    dir: str  # private: home/, tmp/ (setid), kernel files
     home: str
     tmp: str
-    gid: int | None = None   # setid: the cell's own group
-    pid: int | None = None   # the process the gateway started (bwrap, or the code itself)
+    gid: int | None = None  # setid: the cell's own group
+    pid: int | None = None  # the process the gateway started (bwrap, or the code itself)
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -88,10 +126,10 @@ class JailConfig:
     workspace: str = ""
     code_uid: int | None = None  # setid: 1000 by default; bwrap as root: nobody (65534)
     code_gid: int | None = None
-    base_home: str | None = None      # its entries (credentials) are linked into each cell's home
-    shares: list[str] = field(default_factory=list)     # extra paths a bwrap cell sees read-write
+    base_home: str | None = None  # its entries (credentials) are linked into each cell's home
+    shares: list[str] = field(default_factory=list)  # extra paths a bwrap cell sees read-write
     shares_ro: list[str] = field(default_factory=list)  # ... and read-only (skills, credentials, ssh socket)
-    tmp_size: int = 1 << 30           # bytes of private /tmp per bwrap cell
+    tmp_size: int = 1 << 30  # bytes of private /tmp per bwrap cell
     bwrap: str = "bwrap"
 
 
@@ -154,8 +192,10 @@ class Jail:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env(cell, env).items())
         path = cell.path("run-in-cell")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"#!/bin/sh\nexport {exports}\n{self._wrap_prelude(cell)}"
-                    f"exec {shlex.join(self._wrap_argv(cell, program))} \"$@\"\n")
+            f.write(
+                f"#!/bin/sh\nexport {exports}\n{self._wrap_prelude(cell)}"
+                f'exec {shlex.join(self._wrap_argv(cell, program))} "$@"\n'
+            )
         os.chmod(path, 0o755)
         return path
 
@@ -249,19 +289,56 @@ class BwrapJail(Jail):
 
     def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
         c = self.config
-        cmd = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--hostname", "coderunner"]
+        cmd = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "coderunner",
+        ]
         if self.drop_to is None:  # a user: a user namespace of its own, uid 1000 in it
             cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
         else:  # root: only what setting up over the code's files and dropping to its uid need;
             # all gone with the drop (a uid change clears them; no-new-privs keeps them gone)
-            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-                    "--cap-add", "CAP_DAC_OVERRIDE"]
+            cmd += [
+                "--cap-drop",
+                "ALL",
+                "--cap-add",
+                "CAP_SETUID",
+                "--cap-add",
+                "CAP_SETGID",
+                "--cap-add",
+                "CAP_DAC_OVERRIDE",
+            ]
         tmp = self._made.copy()
         # the scratch mounts first: the view may live below them (a venv in /tmp, /home/USER)
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(c.tmp_size),
-                "--tmpfs", "/tmp", "--perms", "01777", "--size", str(c.tmp_size), "--tmpfs", "/dev/shm",
-                "--tmpfs", "/run", "--dir", "/home", *self._view]
+        cmd += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "01777",
+            "--size",
+            str(c.tmp_size),
+            "--tmpfs",
+            "/tmp",
+            "--perms",
+            "01777",
+            "--size",
+            str(c.tmp_size),
+            "--tmpfs",
+            "/dev/shm",
+            "--tmpfs",
+            "/run",
+            "--dir",
+            "/home",
+            *self._view,
+        ]
         for path in (c.workspace, cell.dir):
             cmd += [*self._parents(path), "--bind", path, path]
         if c.base_home and os.path.isdir(c.base_home):
@@ -277,8 +354,15 @@ class BwrapJail(Jail):
         if self.drop_to is not None:
             uid, gid = self.drop_to
             if self.setpriv:
-                cmd += [self.setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
-                        "--inh-caps=-all", "--"]
+                cmd += [
+                    self.setpriv,
+                    f"--reuid={uid}",
+                    f"--regid={gid}",
+                    "--clear-groups",
+                    "--no-new-privs",
+                    "--inh-caps=-all",
+                    "--",
+                ]
             else:
                 cmd += [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
         return [*cmd, *argv]
@@ -290,8 +374,11 @@ class BwrapJail(Jail):
         return self.command(cell, [program])
 
     def describe(self) -> dict[str, Any]:
-        return {"mode": self.name, "tmp_size": self.config.tmp_size,
-                "code_uid": self.drop_to[0] if self.drop_to else "the gateway's, in a user namespace"}
+        return {
+            "mode": self.name,
+            "tmp_size": self.config.tmp_size,
+            "code_uid": self.drop_to[0] if self.drop_to else "the gateway's, in a user namespace",
+        }
 
 
 class SetidJail(Jail):
@@ -299,8 +386,9 @@ class SetidJail(Jail):
 
     def __init__(self, config: JailConfig) -> None:
         if os.geteuid() != 0:
-            raise IsolationUnavailable("--isolation setid needs the gateway to run as root (it drops every "
-                                       "script and kernel to --code-uid)")
+            raise IsolationUnavailable(
+                "--isolation setid needs the gateway to run as root (it drops every script and kernel to --code-uid)"
+            )
         if config.code_uid == 0:
             raise IsolationUnavailable("--code-uid 0 would run code as root: pick an unprivileged uid")
         config.code_uid = 1000 if config.code_uid is None else config.code_uid
@@ -333,8 +421,10 @@ class SetidJail(Jail):
     def _wrap_prelude(self, cell: Cell) -> str:
         # the launcher (root) made the profile dir it passes (Chromium's --user-data-dir) in
         # the shared /tmp: hand it to the cell's identity before dropping to it
-        return ('for a in "$@"; do case "$a" in --user-data-dir=*) '
-                f'chown -R {self.config.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n')
+        return (
+            'for a in "$@"; do case "$a" in --user-data-dir=*) '
+            f'chown -R {self.config.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n'
+        )
 
     def popen_kwargs(self, cell: Cell) -> dict[str, Any]:
         libc = self._libc
@@ -342,8 +432,14 @@ class SetidJail(Jail):
         def drop() -> None:  # runs in the child after setuid: no capabilities are left
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
-        return {"start_new_session": True, "user": self.config.code_uid, "group": cell.gid, "extra_groups": [],
-                "umask": 0o022, "preexec_fn": drop}
+        return {
+            "start_new_session": True,
+            "user": self.config.code_uid,
+            "group": cell.gid,
+            "extra_groups": [],
+            "umask": 0o022,
+            "preexec_fn": drop,
+        }
 
     def kill(self, cell: Cell) -> None:
         super().kill(cell)
@@ -431,8 +527,22 @@ def _bwrap_works(config: JailConfig) -> str | None:
     probe.config = config
     probe.bwrap = jail_bin
     probe._view = []
-    cmd = [jail_bin, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-           "--tmpfs", "/tmp", "--", "/bin/true" if os.path.exists("/bin/true") else "true"]
+    cmd = [
+        jail_bin,
+        "--unshare-user",
+        "--unshare-pid",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--",
+        "/bin/true" if os.path.exists("/bin/true") else "true",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -461,7 +571,8 @@ def make_jail(config: JailConfig) -> Jail:
         return SetidJail(config)
     raise IsolationUnavailable(
         f"no isolation for the code is available here ({why}): install bubblewrap, run the gateway as root "
-        "(--isolation setid), or pass --isolation none to run code unisolated")
+        "(--isolation setid), or pass --isolation none to run code unisolated"
+    )
 
 
 def describe(jail: Jail) -> str:

@@ -141,8 +141,9 @@ del _sys, _s
 class Backend(Protocol):
     language: str
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink,
-                      output_limit: int | None = None) -> Outcome: ...
+    async def execute(
+        self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None
+    ) -> Outcome: ...
     async def interrupt(self) -> None: ...
     async def is_alive(self) -> bool: ...
     async def shutdown(self) -> None: ...
@@ -181,8 +182,12 @@ class PythonKernel:
             jail.give(cell, km.connection_file)
             # independent: no parent-pid poller (the gateway's pid means nothing in the cell's
             # PID namespace); the cell dies with the gateway instead
-            await km.start_kernel(cwd=settings.workspace, env=jail.env(cell, settings.child_env(kernel=True)),
-                                  independent=True, **jail.popen_kwargs(cell))
+            await km.start_kernel(
+                cwd=settings.workspace,
+                env=jail.env(cell, settings.child_env(kernel=True)),
+                independent=True,
+                **jail.popen_kwargs(cell),
+            )
             cell.pid = km.provisioner.pid if km.provisioner is not None else None
         except BaseException:
             jail.close_cell(cell)
@@ -224,8 +229,14 @@ class PythonKernel:
     async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
         loop = asyncio.get_running_loop()
         kc = self.kc
-        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False,
-                   "stop_on_error": False, "user_expressions": {}}
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "allow_stdin": False,
+            "stop_on_error": False,
+            "user_expressions": {},
+        }
         metadata = {}
         if output_limit is not None:
             metadata["coderunner_output_limit"] = output_limit
@@ -242,7 +253,9 @@ class PythonKernel:
                 interrupted_at = now
                 await self.interrupt()
             if interrupted_at is not None and now - interrupted_at > self.INTERRUPT_GRACE:
-                o = Outcome.timeout(timeout or 0, "the kernel ignored the interrupt and was replaced; the session's state was lost")
+                o = Outcome.timeout(
+                    timeout or 0, "the kernel ignored the interrupt and was replaced; the session's state was lost"
+                )
                 o.state_lost = True
                 return o
             wait = 0.25 if deadline is None or interrupted_at is not None else max(0.0, min(0.25, deadline - now))
@@ -250,8 +263,12 @@ class PythonKernel:
                 msg = await kc.get_iopub_msg(timeout=wait)
             except queue.Empty:
                 if not await self.is_alive():
-                    return Outcome("died", 137, "the kernel died; the session was given a fresh kernel and its state was lost",
-                                   state_lost=True)
+                    return Outcome(
+                        "died",
+                        137,
+                        "the kernel died; the session was given a fresh kernel and its state was lost",
+                        state_lost=True,
+                    )
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -268,15 +285,25 @@ class PythonKernel:
                     ev["metadata"] = content["metadata"]
                 await sink.emit(ev)
             elif kind == "execute_result":
-                await sink.emit({"type": "result", "data": content.get("data", {}),
-                                 "execution_count": content.get("execution_count")})
+                await sink.emit(
+                    {
+                        "type": "result",
+                        "data": content.get("data", {}),
+                        "execution_count": content.get("execution_count"),
+                    }
+                )
             elif kind == "error":
-                error = {"ename": content.get("ename", ""), "evalue": content.get("evalue", ""),
-                         "traceback": content.get("traceback", [])}
+                error = {
+                    "ename": content.get("ename", ""),
+                    "evalue": content.get("evalue", ""),
+                    "traceback": content.get("traceback", []),
+                }
                 if error["ename"] == "SystemExit" and system_exit_prints(error["evalue"]):
                     # python prints a non-integer exit code (sys.exit("msg")) on stderr
                     await sink.emit({"type": "stderr", "text": error["evalue"] + "\n"})
-                if error["ename"] == "SystemExit" or (interrupted_at is not None and error["ename"] == "KeyboardInterrupt"):
+                if error["ename"] == "SystemExit" or (
+                    interrupted_at is not None and error["ename"] == "KeyboardInterrupt"
+                ):
                     continue
                 await sink.emit({"type": "error", **error})
         if interrupted_at is not None:
@@ -386,7 +413,9 @@ class BashProcess:
                 rc, _ = await asyncio.wait_for(asyncio.gather(out, err), timeout)
             except TimeoutError:
                 self._kill()
-                o = Outcome.timeout(timeout or 0, "bash was killed; the session got a fresh bash and its state was lost")
+                o = Outcome.timeout(
+                    timeout or 0, "bash was killed; the session got a fresh bash and its state was lost"
+                )
                 o.state_lost = True
                 return o
             if rc is None:  # bash ended: `exit N`, a kill, or an interrupt
@@ -401,7 +430,9 @@ class BashProcess:
                 return o
             return Outcome.from_exit(rc)
         except (BrokenPipeError, ConnectionResetError):
-            return Outcome("died", 137, "bash had ended; the session got a fresh bash and its state was lost", state_lost=True)
+            return Outcome(
+                "died", 137, "bash had ended; the session got a fresh bash and its state was lost", state_lost=True
+            )
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -417,7 +448,7 @@ async def _read_until(reader: asyncio.StreamReader, marker: bytes, name: str, si
         if idx >= 0:
             if text := decoder.decode(buf[:idx], final=True):
                 await sink.emit({"type": name, "text": text})
-            rest = buf[idx + len(marker):]
+            rest = buf[idx + len(marker) :]
             while b"\n" not in rest:
                 chunk = await reader.read(65536)
                 if not chunk:
@@ -472,8 +503,12 @@ class KernelPool:
         self._closed = False
 
     def status(self) -> dict[str, int]:
-        return {"warm": len(self.warm), "target": self.target, "floor": self.floor,
-                "max": max(self.floor, self.max_size)}
+        return {
+            "warm": len(self.warm),
+            "target": self.target,
+            "floor": self.floor,
+            "max": max(self.floor, self.max_size),
+        }
 
     def start(self) -> None:
         self.refill()

@@ -66,8 +66,10 @@ class _ProgressSink(Collector):
 
 
 def _too_large(path: str, size: int) -> ToolError:
-    return ToolError(f"{path!r} is too large ({size} bytes) to return through MCP (the limit is {MAX_READ_BYTES} "
-                     "bytes): read a part of it with execute_python_code, or download it with GET /v1/files/{path}")
+    return ToolError(
+        f"{path!r} is too large ({size} bytes) to return through MCP (the limit is {MAX_READ_BYTES} "
+        "bytes): read a part of it with execute_python_code, or download it with GET /v1/files/{path}"
+    )
 
 
 def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
@@ -77,7 +79,9 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
     if "session_idle_timeout" in inspect.signature(FastMCP.__init__).parameters:
         options["session_idle_timeout"] = idle_timeout  # the SDK ends MCP sessions left idle this long
     server = FastMCP(
-        "coderunner", instructions=INSTRUCTIONS, streamable_http_path="/mcp",
+        "coderunner",
+        instructions=INSTRUCTIONS,
+        streamable_http_path="/mcp",
         # checked by app.HostOriginGuard, which also allows container IPs
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         **options,

@@ -254,8 +254,9 @@ class ScriptRunner:
         self.refill()
         return None
 
-    async def _spawn(self, cell, cmd: list[str], *, stdin: bool, env: dict[str, str] | None,
-                     pass_fds: tuple[int, ...]) -> tuple[Any, asyncio.Event]:
+    async def _spawn(
+        self, cell, cmd: list[str], *, stdin: bool, env: dict[str, str] | None, pass_fds: tuple[int, ...]
+    ) -> tuple[Any, asyncio.Event]:
         jail = self.settings.jail
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
@@ -305,9 +306,12 @@ class ScriptRunner:
                 proc, exited = warm.proc, warm.exited
                 import marshal
 
-                req = marshal.dumps({"env": jail.env(cell, self.settings.child_env(env)),
-                                     "argv": [str(warm.chan_fd), path, shown, cwd or "",
-                                              shown if filename else "-c", *argv]})
+                req = marshal.dumps(
+                    {
+                        "env": jail.env(cell, self.settings.child_env(env)),
+                        "argv": [str(warm.chan_fd), path, shown, cwd or "", shown if filename else "-c", *argv],
+                    }
+                )
                 with contextlib.suppress(BrokenPipeError):
                     os.write(warm.ctl_w, len(req).to_bytes(4, "big") + req)  # fits a pipe's buffer
                 os.close(warm.ctl_w)
@@ -315,15 +319,32 @@ class ScriptRunner:
                     proc.stdin.close()
             elif language == "python":
                 chan_r, chan_w = os.pipe()
-                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), path, shown, cwd or "",
-                       shown if filename else "-c", *argv]
+                cmd = [
+                    self.settings.python,
+                    "-u",
+                    "-c",
+                    BOOTSTRAP,
+                    str(chan_w),
+                    path,
+                    shown,
+                    cwd or "",
+                    shown if filename else "-c",
+                    *argv,
+                ]
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=(chan_w,))
                 os.close(chan_w)
                 chan_w = -1
             else:
                 cmd = [self.settings.bash, path, *argv]
                 if cwd:  # the cell starts in the workspace: bash moves on to the folder, then runs the script
-                    cmd = [self.settings.bash, "-c", 'cd -- "$1" || exit 1; shift; exec "$0" "$@"', cmd[0], cwd, *cmd[1:]]
+                    cmd = [
+                        self.settings.bash,
+                        "-c",
+                        'cd -- "$1" || exit 1; shift; exec "$0" "$@"',
+                        cmd[0],
+                        cwd,
+                        *cmd[1:],
+                    ]
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=())
             self.running[proc.pid] = cell
             try:
@@ -342,8 +363,9 @@ class ScriptRunner:
                     os.close(fd)
             jail.close_cell(cell)
 
-    async def _supervise(self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: bytes | None,
-                         timeout: float | None, cell) -> Outcome:
+    async def _supervise(
+        self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: bytes | None, timeout: float | None, cell
+    ) -> Outcome:
         errors: list[dict[str, Any]] = []
         exits: list[int] = []
         readers = [
@@ -376,7 +398,9 @@ class ScriptRunner:
                 rc = 128 - rc  # bwrap reports a signal N as 128+N: the code did not exit by itself
             outcome = Outcome.from_returncode(rc)
             if self._closed and outcome.status == "died":  # killed by kill_all: say why, not only the signal
-                outcome.message = "the sandbox shut down (coderunner down, or its gateway was stopped) and ended the script"
+                outcome.message = (
+                    "the sandbox shut down (coderunner down, or its gateway was stopped) and ended the script"
+                )
         if errors and outcome.status != "timeout":
             await sink.emit({"type": "error", **errors[-1]})
             if errors[-1].get("ename") == "KeyboardInterrupt":
@@ -433,10 +457,10 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits
             runs: list[tuple[int, bytearray]] = []
             pos = 0
             while len(buf) - pos >= 5:
-                size = int.from_bytes(buf[pos + 1:pos + 5], "big")
+                size = int.from_bytes(buf[pos + 1 : pos + 5], "big")
                 if len(buf) - pos - 5 < size:
                     break
-                tag, data = buf[pos], buf[pos + 5:pos + 5 + size]
+                tag, data = buf[pos], buf[pos + 5 : pos + 5 + size]
                 pos += 5 + size
                 if runs and runs[-1][0] == tag and tag in decoders:
                     runs[-1][1].extend(data)
@@ -454,8 +478,13 @@ async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits
                     with contextlib.suppress(ValueError):
                         shown = json.loads(data)
                         if isinstance(shown, dict) and isinstance(shown.get("data"), dict):
-                            await sink.emit({"type": "display", "data": shown["data"],
-                                             **({"metadata": shown["metadata"]} if shown.get("metadata") else {})})
+                            await sink.emit(
+                                {
+                                    "type": "display",
+                                    "data": shown["data"],
+                                    **({"metadata": shown["metadata"]} if shown.get("metadata") else {}),
+                                }
+                            )
                 elif tag in decoders and (fields := decoders[tag].feed(bytes(data))):
                     await sink.emit({"type": names[tag], **fields})
         for tag, chunks in decoders.items():

@@ -84,7 +84,9 @@ class SessionManager:
         if self.closing:
             raise Unavailable("the gateway is shutting down")
         if name is not None and any(s.name == name or s.id == name for s in self.sessions.values()):
-            raise Conflict(f"a session named {name!r} already exists: use it, or delete it first", code="session_exists")
+            raise Conflict(
+                f"a session named {name!r} already exists: use it, or delete it first", code="session_exists"
+            )
         if len(self.sessions) + self._creating >= self.settings.max_sessions:
             raise TooManySessions(
                 f"the gateway already has {self.settings.max_sessions} live sessions (its limit): "
@@ -151,12 +153,17 @@ class SessionManager:
                     if session.backend is backend:
                         raise
                     # restarted by a request while this ran (its channels closed under it)
-                    return Outcome("died", 137, "the session was restarted while this ran; its state was reset",
-                                   state_lost=True)
+                    return Outcome(
+                        "died", 137, "the session was restarted while this ran; its state was reset", state_lost=True
+                    )
                 if outcome.state_lost or not await backend.is_alive():
                     if session.backend is not backend:  # restarted by a request while this ran
-                        outcome = Outcome("died", 137, "the session was restarted while this ran; its state was reset",
-                                          state_lost=True)
+                        outcome = Outcome(
+                            "died",
+                            137,
+                            "the session was restarted while this ran; its state was reset",
+                            state_lost=True,
+                        )
                     else:
                         outcome.state_lost = True
                         session.state_lost = True

@@ -12,9 +12,27 @@ MiB = 1024 * 1024
 
 # What code inherits of the gateway's own environment; everything else (the host's
 # variables when the gateway was started by hand, its settings) stays out.
-PASSED_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "VIRTUAL_ENV", "SSH_AUTH_SOCK", "CODERUNNER_SANDBOX",
-              "PYTHONIOENCODING", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT",
-              "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+PASSED_ENV = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "VIRTUAL_ENV",
+    "SSH_AUTH_SOCK",
+    "CODERUNNER_SANDBOX",
+    "PYTHONIOENCODING",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 
 
 @dataclass(frozen=True)
@@ -30,9 +48,9 @@ class Settings:
     default_timeout: float | None = None
     max_timeout: float = 24 * 3600.0
     extra_env: dict[str, str] = field(default_factory=dict)  # from --env-file: API keys for the code
-    skills_dir: str | None = None       # public skills (default: the ones shipped beside the package)
+    skills_dir: str | None = None  # public skills (default: the ones shipped beside the package)
     user_skills_dir: str | None = None  # user skills, a mounted dir (.zip files unpacked there)
-    chromium: str | None = None         # browser executable (default: chromium on PATH)
+    chromium: str | None = None  # browser executable (default: chromium on PATH)
     python: str = sys.executable
     bash: str = "bash"
     # private dir (0700) for kernel connection files, IPC sockets and scripts
@@ -71,8 +89,20 @@ def read_env_file(path: str) -> dict[str, str]:
     import re
 
     line_re = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*?)[ \t]*")
-    escapes = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f",
-               "v": "\v", "$": "$", "`": "`", "'": "'"}
+    escapes = {
+        "\\": "\\",
+        '"': '"',
+        "n": "\n",
+        "r": "\r",
+        "t": "\t",
+        "a": "\a",
+        "b": "\b",
+        "f": "\f",
+        "v": "\v",
+        "$": "$",
+        "`": "`",
+        "'": "'",
+    }
     env: dict[str, str] = {}
     with open(path, encoding="utf-8", newline="") as f:
         text = f.read()
@@ -91,14 +121,14 @@ def read_env_file(path: str) -> dict[str, str]:
             quote, out, i = value[0], [], 1
             while i < len(value) and value[i] != quote:
                 if quote == '"' and value[i] == "\\" and i + 1 < len(value):
-                    out.append(escapes.get(value[i + 1], value[i:i + 2]))
+                    out.append(escapes.get(value[i + 1], value[i : i + 2]))
                     i += 2
                 else:
                     out.append(value[i])
                     i += 1
             if i >= len(value):
                 raise ValueError(f"{where}: the {quote} quote is not closed")
-            rest = value[i + 1:].lstrip(" \t")
+            rest = value[i + 1 :].lstrip(" \t")
             if rest and not rest.startswith("#"):
                 raise ValueError(f"{where}: only a # comment may follow a quoted value")
             value = "".join(out)

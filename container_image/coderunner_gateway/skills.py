@@ -25,8 +25,8 @@ log = logging.getLogger("coderunner_gateway")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_ZIP_BYTES = 100 * 1024 * 1024
 MAX_ZIP_FILES = 2000
-MAX_SKILL_MD_BYTES = 1024 * 1024          # a larger SKILL.md is skipped
-MAX_SKILL_FILE_BYTES = 10 * 1024 * 1024   # larger skill files are served as a stream, refused over MCP
+MAX_SKILL_MD_BYTES = 1024 * 1024  # a larger SKILL.md is skipped
+MAX_SKILL_FILE_BYTES = 10 * 1024 * 1024  # larger skill files are served as a stream, refused over MCP
 
 
 def default_public_dir() -> Path | None:
@@ -42,7 +42,7 @@ class Skill:
     name: str
     description: str
     path: Path
-    source: str                    # public | user
+    source: str  # public | user
     metadata: dict[str, Any] = field(default_factory=dict)
     instructions: str = ""
 
@@ -134,8 +134,14 @@ class SkillStore:
                     continue
                 if meta["name"] in found:
                     log.warning("skill %s in %s shadows the %s one", meta["name"], source, found[meta["name"]].source)
-                found[meta["name"]] = Skill(meta["name"], meta["description"].strip(), folder.resolve(), source,
-                                            {k: v for k, v in meta.items() if k not in ("name", "description")}, body)
+                found[meta["name"]] = Skill(
+                    meta["name"],
+                    meta["description"].strip(),
+                    folder.resolve(),
+                    source,
+                    {k: v for k, v in meta.items() if k not in ("name", "description")},
+                    body,
+                )
         return found
 
     def list(self) -> list[Skill]:

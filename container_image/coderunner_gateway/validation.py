@@ -9,7 +9,7 @@ from typing import Any
 from .errors import BadRequest, PayloadTooLarge
 
 LANGUAGES = ("python", "bash")
-MAX_NAME_BYTES = 255          # a file name (NAME_MAX); also the longest session name
+MAX_NAME_BYTES = 255  # a file name (NAME_MAX); also the longest session name
 MAX_ARG_BYTES = 128 * 1024 - 1  # one argv or env string (Linux MAX_ARG_STRLEN, with its NUL)
 MAX_ARGV_ENV_BYTES = 1024 * 1024  # argv and env together, well under ARG_MAX
 
@@ -69,8 +69,11 @@ def check_unicode(data: dict[str, Any]) -> None:
                 continue
             if not ok:
                 name = field if _encodable(field) else field.encode("utf-8", "backslashreplace").decode()
-                raise BadRequest(f"field {name!r} holds a string that is not valid Unicode (a lone surrogate "
-                                 "such as \\ud800): send UTF-8 text", code="invalid_unicode")
+                raise BadRequest(
+                    f"field {name!r} holds a string that is not valid Unicode (a lone surrogate "
+                    "such as \\ud800): send UTF-8 text",
+                    code="invalid_unicode",
+                )
 
 
 class Fields:
@@ -154,8 +157,11 @@ class Fields:
             raise self._bad(name, "an object of string values")
         for k, v in value.items():
             if "=" in k or "\x00" in k or "\x00" in v or len(k.encode()) + len(v.encode()) + 1 > MAX_ARG_BYTES:
-                raise self._bad(name, "an object of variables: names without '=' or NUL, values without NUL, "
-                                      f"each pair at most {MAX_ARG_BYTES} bytes")
+                raise self._bad(
+                    name,
+                    "an object of variables: names without '=' or NUL, values without NUL, "
+                    f"each pair at most {MAX_ARG_BYTES} bytes",
+                )
         return value
 
     def language(self, name: str = "language") -> str:

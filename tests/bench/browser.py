@@ -17,8 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-PAGE = ("<html><head><title>bench</title></head><body>" + "".join(f"<p>paragraph {i} with <a href='/{i}'>a link</a></p>"
-        for i in range(200)) + "</body></html>").encode()
+PAGE = (
+    "<html><head><title>bench</title></head><body>"
+    + "".join(f"<p>paragraph {i} with <a href='/{i}'>a link</a></p>" for i in range(200))
+    + "</body></html>"
+).encode()
 
 
 class Handler(BaseHTTPRequestHandler):

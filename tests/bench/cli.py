@@ -22,8 +22,15 @@ from pathlib import Path
 
 def once(cmd: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                   stdin=None if stdin is not None else subprocess.DEVNULL)
+    subprocess.run(
+        cmd,
+        env=env,
+        input=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
     return (time.perf_counter() - t0) * 1000
 
 
@@ -55,8 +62,9 @@ def main() -> None:
                 rows[name].append(once(argv, env, stdin))
     finally:
         if not args.reuse:
-            subprocess.run(["coderunner", "down", "--remove"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["coderunner", "down", "--remove"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
     base = statistics.median(rows[floor])
     print(f"{'command':34} {'median ms':>10} {'x python':>9}  target")
     for name, (_, _, ratio, ms) in cmds.items():
@@ -67,6 +75,7 @@ def main() -> None:
         elif ms is not None:
             verdict = f"<= {ms:g} ms  {'ok' if m <= ms else 'MISSED'}"
         print(f"{name:34} {m:10.1f} {m / base:9.2f}  {verdict}")
+
 
 if __name__ == "__main__":
     main()

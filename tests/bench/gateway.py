@@ -46,14 +46,19 @@ def bare_kernel_roundtrip(n: int) -> list[float]:
 
     km, kc = start_new_kernel(kernel_name="python3")
     try:
+
         def once():
             msg_id = kc.execute("print(1)")
             while True:
                 msg = kc.get_iopub_msg(timeout=10)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
-                        and msg["content"]["execution_state"] == "idle":
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                ):
                     break
             kc.get_shell_msg(timeout=10)
+
         timed(once, 10)
         return timed(once, n)
     finally:
@@ -79,6 +84,7 @@ def main() -> None:
         url, token = args.url, args.token
     else:
         from tests.conftest import start_gateway
+
         gw = start_gateway(Path(tempfile.mkdtemp()), "--pool-size", "2")
         url, token = gw.url, gw.token
     c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -102,8 +108,9 @@ def main() -> None:
             try:
                 with httpx.Client(base_url=bare.url, headers=bare.headers, timeout=60) as bc:
                     timed(lambda: bc.post("/v1/execute", json={"code": "pass"}), 5)
-                    rows["script run, --isolation none"] = timed(lambda: bc.post("/v1/execute", json={"code": "pass"}),
-                                                                 max(20, n // 4))
+                    rows["script run, --isolation none"] = timed(
+                        lambda: bc.post("/v1/execute", json={"code": "pass"}), max(20, n // 4)
+                    )
             finally:
                 bare.stop()
 
@@ -119,9 +126,12 @@ def main() -> None:
         first = []
         for _ in range(20):
             t0 = time.perf_counter()
-            with c.stream("POST", "/v1/execute", json={"code": "import time\nprint('x', flush=True)\ntime.sleep(0.2)",
-                                                        "session_id": sid},
-                          headers={"Accept": "application/x-ndjson"}) as r:
+            with c.stream(
+                "POST",
+                "/v1/execute",
+                json={"code": "import time\nprint('x', flush=True)\ntime.sleep(0.2)", "session_id": sid},
+                headers={"Accept": "application/x-ndjson"},
+            ) as r:
                 for line in r.iter_lines():
                     if json.loads(line)["type"] == "stdout":
                         first.append((time.perf_counter() - t0) * 1000)
@@ -134,10 +144,12 @@ def main() -> None:
             wait_warm(c, 1)
             sids.append(c.post("/v1/sessions", json={}).json()["session_id"])
         per = max(20, n // 4)
+
         def worker(s: str) -> None:
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as wc:
                 for _ in range(per):
                     wc.post("/v1/execute", json={"code": "print(1)", "session_id": s})
+
         t0 = time.perf_counter()
         threads = [threading.Thread(target=worker, args=(s,)) for s in sids]
         for t in threads:
@@ -156,8 +168,12 @@ def main() -> None:
     print(f"{'8 sessions concurrently':34} {throughput:8.0f} executions/s")
     p50 = {k: statistics.median(v) for k, v in rows.items()}
     checks = [
-        ("session exec / bare round trip", p50["session exec print(1)"] / p50["bare jupyter_client round trip"],
-         "x", 1.5),
+        (
+            "session exec / bare round trip",
+            p50["session exec print(1)"] / p50["bare jupyter_client round trip"],
+            "x",
+            1.5,
+        ),
         ("script run - bare python", p50["script run (pass)"] - p50["bare python -c pass"], "ms", 25),
         ("session create p50", p50["session create (warm pool)"], "ms", 50),
         ("first streamed byte p50", p50["first streamed byte (session)"], "ms", 50),

@@ -16,21 +16,31 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODERUNNER_")}
-    env.update({
-        "CODERUNNER_HOME": str(home / "state"),
-        "CODERUNNER_CONFIG": str(home / "coderunner.config"),
-        "CODERUNNER_OUTPUTS": str(home / "outputs"),
-        "PATH": BIN + os.pathsep + env.get("PATH", ""),
-        "NO_COLOR": "1",
-    })
+    env.update(
+        {
+            "CODERUNNER_HOME": str(home / "state"),
+            "CODERUNNER_CONFIG": str(home / "coderunner.config"),
+            "CODERUNNER_OUTPUTS": str(home / "outputs"),
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+            "NO_COLOR": "1",
+        }
+    )
     env.update(extra)
     return env
 
 
-def cr(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 120,
-       check: int | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["coderunner", *args], env=env, input=input, text=True, capture_output=True,
-                          timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+def cr(
+    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 120, check: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["coderunner", *args],
+        env=env,
+        input=input,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
     return proc

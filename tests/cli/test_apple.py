@@ -44,9 +44,15 @@ def code_uid() -> int:
 
 
 def apple_env(tmp_path: Path, version: str, **extra: str) -> dict[str, str]:
-    env = cli_env(tmp_path, CONTAINER_DOUBLE_VERSION=version, CONTAINER_DOUBLE_STATE=str(tmp_path / "d"),
-                  CONTAINER_DOUBLE_FIXTURES=str(FIXTURES), CONTAINER_DOUBLE_PYTHON=sys.executable,
-                  HOME=str(tmp_path / "home"), **extra)
+    env = cli_env(
+        tmp_path,
+        CONTAINER_DOUBLE_VERSION=version,
+        CONTAINER_DOUBLE_STATE=str(tmp_path / "d"),
+        CONTAINER_DOUBLE_FIXTURES=str(FIXTURES),
+        CONTAINER_DOUBLE_PYTHON=sys.executable,
+        HOME=str(tmp_path / "home"),
+        **extra,
+    )
     (tmp_path / "home").mkdir(exist_ok=True)
     if os.geteuid() == 0:  # the guest's uid 1000 reaches shared dirs through these (virtiofs shares them directly)
         for p in [tmp_path, *tmp_path.parents]:
@@ -71,8 +77,9 @@ def py(env: dict[str, str], code: str, check: int = 0) -> str:
 
 
 def container(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["container", *args], env=env, text=True, capture_output=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["container", *args], env=env, text=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 def owned_by_code(path: Path) -> None:
@@ -93,10 +100,15 @@ def agent(tmp_path):
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cr-test", "-f", str(tmp_path / "key")],
-                       check=True)
-        subprocess.run(["ssh-add", str(tmp_path / "key")], env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cr-test", "-f", str(tmp_path / "key")], check=True
+        )
+        subprocess.run(
+            ["ssh-add", str(tmp_path / "key")],
+            env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+            check=True,
+            capture_output=True,
+        )
         yield str(sock)
     finally:
         proc.kill()
@@ -106,19 +118,22 @@ def agent(tmp_path):
 # -- the double is as strict as each version -----------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "argv", "accepted"), [
-    ("0.9.0", ["run", "--init", "img"], False),        # --init from 0.10.0
-    ("0.10.0", ["run", "--init", "img"], True),
-    ("0.7.1", ["system", "status", "--format", "json"], False),  # --format from 0.10
-    ("0.12.3", ["system", "status", "--format", "json"], True),
-    ("0.9.0", ["system", "start", "--timeout", "5"], False),
-    ("1.2.2", ["stop", "--time", "7", "x"], True),
-    ("0.7.1", ["stop", "--time", "7.5", "x"], False),  # Int32
-    ("1.2.2", ["run", "--cpus", "0.5", "img"], False),  # Int64
-    ("1.2.2", ["run", "--publish-sockets", "a:b", "img"], False),
-    ("1.2.2", ["logs", "--tail", "5", "x"], False),    # -n only
-    ("0.12.3", ["exec", "--workdir", "/w", "--uid", "1", "--gid", "1", "x", "ls"], True),
-])
+@pytest.mark.parametrize(
+    ("version", "argv", "accepted"),
+    [
+        ("0.9.0", ["run", "--init", "img"], False),  # --init from 0.10.0
+        ("0.10.0", ["run", "--init", "img"], True),
+        ("0.7.1", ["system", "status", "--format", "json"], False),  # --format from 0.10
+        ("0.12.3", ["system", "status", "--format", "json"], True),
+        ("0.9.0", ["system", "start", "--timeout", "5"], False),
+        ("1.2.2", ["stop", "--time", "7", "x"], True),
+        ("0.7.1", ["stop", "--time", "7.5", "x"], False),  # Int32
+        ("1.2.2", ["run", "--cpus", "0.5", "img"], False),  # Int64
+        ("1.2.2", ["run", "--publish-sockets", "a:b", "img"], False),
+        ("1.2.2", ["logs", "--tail", "5", "x"], False),  # -n only
+        ("0.12.3", ["exec", "--workdir", "/w", "--uid", "1", "--gid", "1", "x", "ls"], True),
+    ],
+)
 def test_double_refuses_what_the_version_does_not_declare(tmp_path, version, argv, accepted):
     env = apple_env(tmp_path, version)
     r = container(env, *argv)
@@ -139,8 +154,9 @@ def test_option_tables_match_the_sources():
     repo = os.environ.get("APPLE_CONTAINER_GIT")
     if not repo:
         pytest.skip("APPLE_CONTAINER_GIT is not set")
-    out = subprocess.run([sys.executable, str(DOUBLES / "gen_container_options.py"), repo], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(DOUBLES / "gen_container_options.py"), repo], check=True, capture_output=True, text=True
+    ).stdout
     assert json.loads(out) == json.loads((DOUBLES / "container-options.json").read_text())
 
 
@@ -171,8 +187,23 @@ def test_lifecycle(tmp_path, version, agent):
     if vt(version) >= (0, 9):
         mounts += ["--mount", f"{single}:/etc/single.conf:ro"]
     try:
-        up = cr(env, "up", "--runtime", "apple", "--cpus", "2", "--memory", "2g", "--with-ssh-agent",
-                "--with-credentials", "--env-file", str(tmp_path / "extra.env"), *mounts, check=0, timeout=180)
+        up = cr(
+            env,
+            "up",
+            "--runtime",
+            "apple",
+            "--cpus",
+            "2",
+            "--memory",
+            "2g",
+            "--with-ssh-agent",
+            "--with-credentials",
+            "--env-file",
+            str(tmp_path / "extra.env"),
+            *mounts,
+            check=0,
+            timeout=180,
+        )
         url = up.stdout.strip()
         assert url.startswith("http://127.0.0.1:")
         assert "Building coderunner:latest" in up.stderr, "build progress is shown as it comes"
@@ -183,19 +214,59 @@ def test_lifecycle(tmp_path, version, agent):
         state = tmp_path / "state"
         uid, gid = code_uid(), os.getgid() or 1000
         expected = [
-            "run", "--detach", "--name", "coderunner", "--cpus", "2", "--memory", "2g", "--uid", "0", "--gid", "0",
-            "--volume", f"{state}/skills:/run/coderunner/skills:ro",
-            "--volume", f"{state}/workspace:/workspace",
-            "--volume", f"{data}:/data:ro",
+            "run",
+            "--detach",
+            "--name",
+            "coderunner",
+            "--cpus",
+            "2",
+            "--memory",
+            "2g",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+            "--volume",
+            f"{state}/skills:/run/coderunner/skills:ro",
+            "--volume",
+            f"{state}/workspace:/workspace",
+            "--volume",
+            f"{data}:/data:ro",
             *(["--volume", f"{single}:/etc/single.conf:ro"] if vt(version) >= (0, 9) else []),
-            "--volume", f"{home}/.claude:/home/sandbox/.claude:ro",
-            "--env", "CODERUNNER_TOKEN", "--env", "OPENAI_API_KEY", "--env", "EXTRA_KEY",
-            "--ssh", "--publish", f"127.0.0.1:{port}:8222", *(["--init"] if vt(version) >= (0, 10) else []),
+            "--volume",
+            f"{home}/.claude:/home/sandbox/.claude:ro",
+            "--env",
+            "CODERUNNER_TOKEN",
+            "--env",
+            "OPENAI_API_KEY",
+            "--env",
+            "EXTRA_KEY",
+            "--ssh",
+            "--publish",
+            f"127.0.0.1:{port}:8222",
+            *(["--init"] if vt(version) >= (0, 10) else []),
             "coderunner:latest",
-            "coderunner-gateway", "--workspace", "/workspace", "--isolation", "setid",
-            "--code-uid", str(uid), "--code-gid", str(gid), "--base-home", "/home/sandbox",
-            "--pass-env", "OPENAI_API_KEY", "--pass-env", "EXTRA_KEY",
-            "--user-skills-dir", "/run/coderunner/skills", "--host", "0.0.0.0", "--port", "8222",
+            "coderunner-gateway",
+            "--workspace",
+            "/workspace",
+            "--isolation",
+            "setid",
+            "--code-uid",
+            str(uid),
+            "--code-gid",
+            str(gid),
+            "--base-home",
+            "/home/sandbox",
+            "--pass-env",
+            "OPENAI_API_KEY",
+            "--pass-env",
+            "EXTRA_KEY",
+            "--user-skills-dir",
+            "/run/coderunner/skills",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8222",
         ]
         assert run == expected
         assert not any("sk-test-123" in a or "from-env-file" in a for c in calls for a in c), "a secret in argv"
@@ -206,19 +277,25 @@ def test_lifecycle(tmp_path, version, agent):
         py(env, "open('made.txt', 'w').write('x')")
         made = state / "workspace" / "made.txt"
         assert made.read_text() == "x" and made.stat().st_uid == uid, "workspace files stay the user's"
-        assert py(env, "import os; print(open(os.path.expanduser('~/.claude/settings.json')).read())") \
-            == '{"k": 1}\n', "mounted credentials are readable by the code"
+        assert (
+            py(env, "import os; print(open(os.path.expanduser('~/.claude/settings.json')).read())") == '{"k": 1}\n'
+        ), "mounted credentials are readable by the code"
         assert py(env, f"print(open({str(guest(env, '/data/in.txt'))!r}).read(), end='')") == "dir mount\n"
         if vt(version) >= (0, 9):
             assert py(env, f"print(open({str(guest(env, '/etc/single.conf'))!r}).read(), end='')") == "file mount\n"
-        ssh = py(env, "import os, subprocess; print(os.environ['SSH_AUTH_SOCK']); "
-                      "print(subprocess.run(['ssh-add', '-l'], capture_output=True, text=True).stdout)")
+        ssh = py(
+            env,
+            "import os, subprocess; print(os.environ['SSH_AUTH_SOCK']); "
+            "print(subprocess.run(['ssh-add', '-l'], capture_output=True, text=True).stdout)",
+        )
         guest_sock = "/run/host-services/ssh-auth.sock" if vt(version) < (0, 12) else "/var/host-services/ssh-auth.sock"
         assert ssh.splitlines()[0].endswith(guest_sock) and "cr-test" in ssh, ssh
         assert "coderunner_gateway" in cr(env, "logs", check=0).stdout
 
-        assert py(env, "import os; print(os.environ['OPENAI_API_KEY'], os.environ['EXTRA_KEY'])") \
+        assert (
+            py(env, "import os; print(os.environ['OPENAI_API_KEY'], os.environ['EXTRA_KEY'])")
             == "sk-test-123 from-env-file\n"
+        )
         cr(env, "down", "--timeout", "7", check=0)
         assert ["stop", "--time", "7", "coderunner"] in argv_log(env)
         assert json.loads(cr(env, "status", "--json", check=3).stdout)["state"] == "stopped"
@@ -363,14 +440,29 @@ def test_status_parsing_of_every_version(tmp_path, version, monkeypatch):
     rt.prepare(30)
     assert rt.status("nosuch").state == "missing"
     state = Path(env["CONTAINER_DOUBLE_STATE"]) / "containers"
-    rec = {"name": "box", "image": "coderunner:latest", "args": [], "volumes": [], "ports": [["127.0.0.1", 9999, 8222]],
-           "sockets": [], "env": [], "env_files": [], "ssh": False, "init": False, "network": None, "cpus": 4,
-           "pid": os.getpid()}
+    rec = {
+        "name": "box",
+        "image": "coderunner:latest",
+        "args": [],
+        "volumes": [],
+        "ports": [["127.0.0.1", 9999, 8222]],
+        "sockets": [],
+        "env": [],
+        "env_files": [],
+        "ssh": False,
+        "init": False,
+        "network": None,
+        "cpus": 4,
+        "pid": os.getpid(),
+    }
     (state / "box.json").write_text(json.dumps(rec))
     assert rt.status("box").state == "running"
     assert rt.url("box") == "http://127.0.0.1:9999"
-    rec.update(ports=[], network="none", sockets=[["/Users/me/Library/Application Support/cr/gateway.sock",
-                                                   "/run/coderunner/gateway.sock"]])
+    rec.update(
+        ports=[],
+        network="none",
+        sockets=[["/Users/me/Library/Application Support/cr/gateway.sock", "/run/coderunner/gateway.sock"]],
+    )
     (state / "box.json").write_text(json.dumps(rec))
     assert rt.url("box") == "unix:/Users/me/Library/Application Support/cr/gateway.sock"
     rec["pid"] = None

@@ -13,17 +13,26 @@ MB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(env: dict[str, str], *args: str, input: bytes | None = None, cwd: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["coderunner", *args], env=env, input=input, capture_output=True, timeout=timeout,
-                          cwd=cwd, stdin=None if input is not None else subprocess.DEVNULL)
+def run(
+    env: dict[str, str], *args: str, input: bytes | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["coderunner", *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
 
 
 def test_filter_gets_and_gives_a_megabyte_of_random_bytes(sandbox, tmp_path):
     data = os.urandom(MB)
     script = tmp_path / "filter.py"
-    script.write_text("import sys\nb = sys.stdin.buffer.read()\nsys.stdout.buffer.write(b[::-1])\n"
-                      "sys.stderr.buffer.write(b[:1000])\n")
+    script.write_text(
+        "import sys\nb = sys.stdin.buffer.read()\nsys.stdout.buffer.write(b[::-1])\nsys.stderr.buffer.write(b[:1000])\n"
+    )
     r = run(sandbox, "exec", str(script), input=data)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(r.stdout) == MB and r.stdout == data[::-1]
@@ -35,8 +44,14 @@ def test_generator_output_redirected_to_a_file_is_exact(sandbox, tmp_path):
     gen.write_text("import random, sys\nsys.stdout.buffer.write(random.Random(9).randbytes(1 << 20))\n")
     out = tmp_path / "out.bin"
     with out.open("wb") as f:
-        r = subprocess.run(["coderunner", "exec", str(gen)], env=sandbox, stdout=f, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL, timeout=120)
+        r = subprocess.run(
+            ["coderunner", "exec", str(gen)],
+            env=sandbox,
+            stdout=f,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
     assert r.returncode == 0, r.stderr[-2000:]
     import random
 
@@ -65,8 +80,17 @@ def test_a_script_figure_is_saved(sandbox, tmp_path):
 def test_html_display_is_saved(sandbox, tmp_path):
     cr(sandbox, "session", "new", "html", check=0)
     try:
-        r = cr(sandbox, "exec", "--session", "html", "--outputs", str(tmp_path / "o"), "-c",
-               "from IPython.display import HTML, display; display(HTML('<b>hi</b>'))", check=0)
+        r = cr(
+            sandbox,
+            "exec",
+            "--session",
+            "html",
+            "--outputs",
+            str(tmp_path / "o"),
+            "-c",
+            "from IPython.display import HTML, display; display(HTML('<b>hi</b>'))",
+            check=0,
+        )
         saved = list((tmp_path / "o").glob("*.html"))
         assert len(saved) == 1, r.stderr
         assert saved[0].read_text() == "<b>hi</b>"

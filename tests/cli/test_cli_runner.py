@@ -55,7 +55,8 @@ def test_config_roundtrip_masked_0600(tmp_path):
     r = invoke("config", "show")
     assert "abcdefghijklmnop" not in r.stdout and r.stdout.startswith("ANTHROPIC_API_KEY=sk-")
     assert json.loads(invoke("config", "show", "--json", "--reveal").stdout) == {
-        "ANTHROPIC_API_KEY": "sk-ant-abcdefghijklmnop"}
+        "ANTHROPIC_API_KEY": "sk-ant-abcdefghijklmnop"
+    }
     assert invoke("config", "set", "WITH SPACE", "x").exit_code == 78
     cfg.write_text("this is not dotenv\n")
     r = invoke("config", "show")
@@ -98,8 +99,10 @@ def test_scripts_of_unknown_language_are_refused_naming_lang(tmp_path):
     for path in (rb, bare, ruby):
         r = invoke("exec", str(path))
         assert r.exit_code == 2, r.stderr
-        assert r.stderr == (f"coderunner: cannot tell the language of {path} (not .py, .sh or .bash, no python or sh "
-                            "#! line): pass --lang python or --lang bash\n")
+        assert r.stderr == (
+            f"coderunner: cannot tell the language of {path} (not .py, .sh or .bash, no python or sh "
+            "#! line): pass --lang python or --lang bash\n"
+        )
     py = tmp_path / "tool-py"
     py.write_text("#!/usr/bin/env -S python3 -u\nprint(1)\n")
     assert invoke("exec", str(py)).exit_code == 3, "known from its #! line: on to the sandbox"
@@ -115,8 +118,9 @@ def test_help_has_no_escape_codes_under_no_color_and_fits_80_columns():
     for args in ([], ["up"], ["exec"], ["session"], ["config"], ["browse"], ["down"]):
         leader, follower = pty.openpty()
         env = cli_env(Path("/tmp"), COLUMNS="200", NO_COLOR="1", TERM="xterm-256color")
-        proc = subprocess.run(["coderunner", *args, "--help"], env=env, stdin=follower, stdout=follower,
-                              stderr=follower, timeout=60)
+        proc = subprocess.run(
+            ["coderunner", *args, "--help"], env=env, stdin=follower, stdout=follower, stderr=follower, timeout=60
+        )
         os.close(follower)
         out = b""
         while True:
@@ -152,8 +156,17 @@ def test_exec_into_a_closed_pipe_ends_quietly(gateway):
     from tests.cli.conftest import cli_env
 
     env = cli_env(Path("/tmp"), CODERUNNER_URL=gateway.url, CODERUNNER_TOKEN=gateway.token)
-    proc = subprocess.run(["bash", "-c", "coderunner exec -c 'for i in range(200000): print(i)' | head -1; "
-                           "echo \"${PIPESTATUS[0]}\" >&2"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "coderunner exec -c 'for i in range(200000): print(i)' | head -1; echo \"${PIPESTATUS[0]}\" >&2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.stdout == "0\n"
     code = proc.stderr.splitlines()[-1]
     assert code in ("0", "141") and proc.stderr == code + "\n", proc.stderr

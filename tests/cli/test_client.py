@@ -52,8 +52,12 @@ def test_sync_and_async_twins_behave_alike(gateway):
 def test_result_fields_and_callbacks(gateway):
     seen = {"out": [], "err": [], "outputs": []}
     with CodeRunner(gateway.url, gateway.token) as cr, cr.session() as s:
-        r = s.execute("import sys\nprint('a')\nprint('b', file=sys.stderr)\n40 + 2",
-                      on_stdout=seen["out"].append, on_stderr=seen["err"].append, on_output=seen["outputs"].append)
+        r = s.execute(
+            "import sys\nprint('a')\nprint('b', file=sys.stderr)\n40 + 2",
+            on_stdout=seen["out"].append,
+            on_stderr=seen["err"].append,
+            on_output=seen["outputs"].append,
+        )
         assert (r.stdout, r.stderr, r.text, r.success, r.exit_code) == ("a\n", "b\n", "42", True, 0)
         assert "".join(seen["out"]) == "a\n" and "".join(seen["err"]) == "b\n"
         assert seen["outputs"][0]["data"]["text/plain"] == "42"
@@ -73,7 +77,9 @@ def test_leaving_a_stream_early_stops_the_script(gateway):
     with CodeRunner(gateway.url, gateway.token) as cr:
         from tests.conftest import pids_holding
 
-        with cr.stream("import time\n_hold = open('leave.mark', 'w')\nprint('up', flush=True)\ntime.sleep(60)") as events:
+        with cr.stream(
+            "import time\n_hold = open('leave.mark', 'w')\nprint('up', flush=True)\ntime.sleep(60)"
+        ) as events:
             for e in events:
                 if e["type"] == "stdout":
                     [pid] = pids_holding(gateway.workspace / "leave.mark")
@@ -81,6 +87,7 @@ def test_leaving_a_stream_early_stops_the_script(gateway):
         import time
 
         from tests.conftest import pid_alive
+
         deadline = time.monotonic() + 10
         while pid_alive(pid):
             assert time.monotonic() < deadline
@@ -134,8 +141,15 @@ def test_typed_errors_are_importable_from_the_package():
     import coderunner_cli
     from coderunner_cli import errors
 
-    for name in ("SandboxNotRunning", "AuthError", "SessionNotFound", "GatewayError", "GatewayUnavailable",
-                 "ExecutionError", "CoderunnerError"):
+    for name in (
+        "SandboxNotRunning",
+        "AuthError",
+        "SessionNotFound",
+        "GatewayError",
+        "GatewayUnavailable",
+        "ExecutionError",
+        "CoderunnerError",
+    ):
         assert getattr(coderunner_cli, name) is getattr(errors, name) and name in coderunner_cli.__all__
 
 
@@ -198,8 +212,10 @@ def _closed_port_url() -> str:
 
 
 def test_sync_and_async_twins_fail_alike(gateway, tmp_path):
-    cut_stream = RawServer(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           b"1c\r\n{\"type\": \"start\", \"sessi")
+    cut_stream = RawServer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'1c\r\n{"type": "start", "sessi'
+    )
     hang_up = RawServer(b"")
     cases = [  # (url, token, client timeout, code)
         (_closed_port_url(), None, None, "print(1)"),

@@ -18,8 +18,14 @@ def test_down_ends_running_execs_as_died(tmp_path):
     env = cli_env(tmp_path)
     cr(env, "up", "--runtime", "local", timeout=180, check=0)
     try:
-        cli = subprocess.Popen(["coderunner", "exec", "-c", CODE], env=env, text=True, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cli = subprocess.Popen(
+            ["coderunner", "exec", "-c", CODE],
+            env=env,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert cli.stdout.readline() == "go\n"
         events: list[dict] = []
         started = threading.Event()

@@ -14,13 +14,20 @@ from pathlib import Path
 from tests.cli.conftest import cr, needs_bwrap
 from tests.conftest import pid_alive, pids_holding
 
-IGNORES_SIGINT = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                  "print('started', flush=True)\ntime.sleep(60)")
+IGNORES_SIGINT = (
+    "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('started', flush=True)\ntime.sleep(60)"
+)
 
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(["coderunner", "exec", *args], env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["coderunner", "exec", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout.readline() == "started\n"
     return proc
 
@@ -99,8 +106,14 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path):
     env = cli_env(tmp_path)
     outcomes = set()
     for i in range(30):
-        proc = subprocess.Popen(["coderunner", "exec", "-c", "print(1)"], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["coderunner", "exec", "-c", "print(1)"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         time.sleep(0.005 * i)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -110,7 +123,9 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path):
         if "the sandbox is not running" not in err:  # else it had done its work (found no sandbox)
             # -2: the signal came before Python could handle it (no output at all)
             # 130 and no word: typer's parsing had it
-            assert (proc.returncode, err) in ((130, "coderunner: interrupted\n"), (130, ""), (-2, "")), \
-                (proc.returncode, err)
+            assert (proc.returncode, err) in ((130, "coderunner: interrupted\n"), (130, ""), (-2, "")), (
+                proc.returncode,
+                err,
+            )
         outcomes.add(proc.returncode)
     assert 130 in outcomes, outcomes

@@ -53,8 +53,16 @@ CASES = [
 
 
 def _run(cmd: list[str], env: dict[str, str], stdin: str | None, cwd) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, input=stdin, text=True, capture_output=True, timeout=120, cwd=cwd,
-                          stdin=None if stdin is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        cmd,
+        env=env,
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        cwd=cwd,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +80,11 @@ def test_fast_path_answers_as_the_full_cli(sandbox, script, argv, stdin, kind):
     full = _run([sys.executable, "-c", FULL_CLI, *argv], sandbox, stdin, script.parent)
     fast = _run([entry, *argv], sandbox, stdin, script.parent)
     cell = re.compile(r"Cell In\[\d+\]")  # a session's kernel counts its executions
-    assert (fast.returncode, fast.stdout, cell.sub("Cell", fast.stderr)) == \
-        (full.returncode, full.stdout, cell.sub("Cell", full.stderr))
+    assert (fast.returncode, fast.stdout, cell.sub("Cell", fast.stderr)) == (
+        full.returncode,
+        full.stdout,
+        cell.sub("Cell", full.stderr),
+    )
     if kind == "fast":
         timed = _run([sys.executable, "-X", "importtime", entry, *argv], sandbox, stdin, script.parent)
         assert timed.returncode == full.returncode
@@ -81,7 +92,8 @@ def test_fast_path_answers_as_the_full_cli(sandbox, script, argv, stdin, kind):
 
 
 def test_python_m_runs_the_fast_path(sandbox):
-    proc = _run([sys.executable, "-X", "importtime", "-m", "coderunner_cli", "exec", "-c", "print(9)"], sandbox,
-                None, None)
+    proc = _run(
+        [sys.executable, "-X", "importtime", "-m", "coderunner_cli", "exec", "-c", "print(9)"], sandbox, None, None
+    )
     assert proc.returncode == 0 and proc.stdout == "9\n", proc.stderr[-2000:]
     assert not HEAVY.findall(proc.stderr)

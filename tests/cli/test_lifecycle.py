@@ -30,8 +30,7 @@ def supervisors(state: Path) -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"coderunner-sandbox" in argv[:4] and any(str(state).encode() in a for a in argv) \
-                and pid_alive(int(entry)):
+        if b"coderunner-sandbox" in argv[:4] and any(str(state).encode() in a for a in argv) and pid_alive(int(entry)):
             found.append(int(entry))
     return found
 
@@ -82,8 +81,17 @@ def test_up_ends_an_unhealthy_sandbox_before_starting_one(tmp_path):
 def test_concurrent_ups_start_one_sandbox(tmp_path):
     env = cli_env(tmp_path)
     state = tmp_path / "state"
-    procs = [subprocess.Popen(["coderunner", "up", "--runtime", "local"], env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            ["coderunner", "up", "--runtime", "local"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outs

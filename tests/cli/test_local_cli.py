@@ -64,8 +64,17 @@ def test_sessions_keep_state_and_save_images(sandbox, tmp_path):
     cr(sandbox, "session", "new", "work", check=0)
     cr(sandbox, "exec", "--session", "work", "-c", "x = 20", check=0)
     assert cr(sandbox, "exec", "-s", "work", "-c", "x * 2 + 2", check=0).stdout == "42\n"
-    r = cr(sandbox, "exec", "-s", "work", "-c", "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
-           "--outputs", str(tmp_path / "figs"), check=0)
+    r = cr(
+        sandbox,
+        "exec",
+        "-s",
+        "work",
+        "-c",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
+        "--outputs",
+        str(tmp_path / "figs"),
+        check=0,
+    )
     saved = list((tmp_path / "figs").glob("*.png"))
     assert len(saved) == 1 and saved[0].read_bytes()[:4] == b"\x89PNG"
     assert str(saved[0]) in r.stderr and r.stdout == ""
@@ -80,8 +89,12 @@ def test_sessions_keep_state_and_save_images(sandbox, tmp_path):
 
 
 def test_config_reaches_the_sandbox_masked_and_private(sandbox):
-    assert cr(sandbox, "exec", "-c", "import os; print(os.environ['SANDBOX_SECRET'])", check=0).stdout == "from-config\n"
-    assert cr(sandbox, "exec", "-c", "import os; print(os.environ.get('CODERUNNER_RUNTIME'))", check=0).stdout == "None\n"
+    assert (
+        cr(sandbox, "exec", "-c", "import os; print(os.environ['SANDBOX_SECRET'])", check=0).stdout == "from-config\n"
+    )
+    assert (
+        cr(sandbox, "exec", "-c", "import os; print(os.environ.get('CODERUNNER_RUNTIME'))", check=0).stdout == "None\n"
+    )
     cfg = Path(sandbox["CODERUNNER_CONFIG"])
     cr(sandbox, "config", "set", "API_KEY", "sk-very-secret-value", check=0)
     assert oct(cfg.stat().st_mode & 0o777) == "0o600"
@@ -105,8 +118,15 @@ def test_the_sandbox_cannot_read_the_users_home(sandbox):
         r = cr(sandbox, "exec", "-c", code, check=1)
         assert "TOP SECRET" not in r.stdout + r.stderr
         assert "No such file or directory" in r.stderr
-        r = cr(sandbox, "exec", "--lang", "bash", "-c", f"ls -a {Path.home()} | grep -c coderunner-test-secret || true",
-               check=0)
+        r = cr(
+            sandbox,
+            "exec",
+            "--lang",
+            "bash",
+            "-c",
+            f"ls -a {Path.home()} | grep -c coderunner-test-secret || true",
+            check=0,
+        )
         assert r.stdout.strip() == "0"
     finally:
         planted.unlink()
@@ -118,8 +138,13 @@ def test_the_sandbox_cannot_read_the_users_home(sandbox):
 def test_sigint_interrupts_remote_session_code(sandbox):
     cr(sandbox, "session", "new", "long", check=0)
     cr(sandbox, "exec", "-s", "long", "-c", "kept = 'state'", check=0)
-    proc = subprocess.Popen(["coderunner", "exec", "-s", "long", "-c", "import time\nprint('started', flush=True)\n"
-                             "time.sleep(60)"], env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["coderunner", "exec", "-s", "long", "-c", "import time\nprint('started', flush=True)\ntime.sleep(60)"],
+        env=sandbox,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(15) == 130
@@ -135,9 +160,18 @@ def test_sigint_interrupts_remote_session_code(sandbox):
 
 def test_sigint_kills_a_remote_script(sandbox):
     marker = f"sigint-{uuid.uuid4().hex}.mark"
-    proc = subprocess.Popen(["coderunner", "exec", "-c", f"import time\n_hold = open({marker!r}, 'w')\n"
-                             "print('started', flush=True)\ntime.sleep(60)"],
-                            env=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            "coderunner",
+            "exec",
+            "-c",
+            f"import time\n_hold = open({marker!r}, 'w')\nprint('started', flush=True)\ntime.sleep(60)",
+        ],
+        env=sandbox,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline() == "started\n"
     pids = pids_holding(Path(sandbox["CODERUNNER_HOME"]) / "workspace" / marker)
     assert pids
@@ -158,8 +192,7 @@ def test_no_network_reaches_nothing(tmp_path):
     try:
         cr(env, "up", "--runtime", "local", "--no-network", check=0, timeout=180)
         assert json.loads(cr(env, "status", "--json", check=0).stdout)["url"].startswith("unix:")
-        code = (f"import socket\ns = socket.socket()\ns.settimeout(2)\n"
-                f"print(s.connect_ex(('127.0.0.1', {port})) != 0)")
+        code = f"import socket\ns = socket.socket()\ns.settimeout(2)\nprint(s.connect_ex(('127.0.0.1', {port})) != 0)"
         assert cr(env, "exec", "-c", code, check=0).stdout == "True\n"
         r = cr(env, "exec", "-c", "import socket; print([n for _, n in socket.if_nameindex()])", check=0)
         assert r.stdout == "['lo']\n", "only a loopback interface of its own"
@@ -193,7 +226,6 @@ def test_down_stops_everything_and_up_starts_again(tmp_path):
     assert cr(env, "exec", "-c", "print(open('keep.txt').read())", check=0).stdout == "kept\n"
     cr(env, "down", "--remove", check=0)
     assert not (tmp_path / "state" / "workspace").exists()
-
 
 
 def test_verbose_shows_runtime_commands(tmp_path):
@@ -237,6 +269,7 @@ def test_auto_detect_picks_local_without_an_engine(tmp_path, monkeypatch):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     import shutil
+
     (bindir / "bwrap").symlink_to(shutil.which("bwrap"))
     monkeypatch.setenv("PATH", str(bindir))  # no docker, no podman
     runtime, source = resolve()
@@ -257,9 +290,11 @@ def test_browse_and_skills_from_the_cli(sandbox, tmp_path):
 
     if shutil.which("chromium") is None:
         import pytest
+
         pytest.skip("no chromium")
-    (tmp_path / "index.html").write_text("<html><head><title>CLI page</title></head><body><h1>Hello CLI</h1>"
-                                         "<a href='/next'>next page</a></body></html>")
+    (tmp_path / "index.html").write_text(
+        "<html><head><title>CLI page</title></head><body><h1>Hello CLI</h1><a href='/next'>next page</a></body></html>"
+    )
 
     class Quiet(SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):

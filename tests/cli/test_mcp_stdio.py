@@ -12,8 +12,12 @@ from mcp.client.stdio import stdio_client
 
 
 def test_stdio_bridge(gateway, tmp_path):
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "CODERUNNER_URL": gateway.url, "CODERUNNER_TOKEN": gateway.token, "CODERUNNER_HOME": str(tmp_path)}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "CODERUNNER_URL": gateway.url,
+        "CODERUNNER_TOKEN": gateway.token,
+        "CODERUNNER_HOME": str(tmp_path),
+    }
     params = StdioServerParameters(command="coderunner", args=["mcp"], env=env)
     seen: list[str] = []
 
@@ -26,8 +30,9 @@ def test_stdio_bridge(gateway, tmp_path):
             tools = {t.name for t in (await s.list_tools()).tools}
             await s.call_tool("execute_python_code", {"command": "kept = 'yes'"})
             kept = await s.call_tool("execute_python_code", {"command": "print(kept)"}, progress_callback=progress)
-            fig = await s.call_tool("execute_python_code",
-                                    {"command": "import matplotlib.pyplot as plt\nplt.plot([1])\nplt.show()"})
+            fig = await s.call_tool(
+                "execute_python_code", {"command": "import matplotlib.pyplot as plt\nplt.plot([1])\nplt.show()"}
+            )
             err = await s.call_tool("execute_python_code", {"command": "raise ValueError('nope')"})
             return init, tools, kept, fig, err
 
@@ -44,7 +49,8 @@ def test_stdio_bridge_without_a_sandbox_is_one_line(tmp_path):
     import subprocess
 
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CODERUNNER_HOME": str(tmp_path)}
-    r = subprocess.run(["coderunner", "mcp"], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                       timeout=30)
+    r = subprocess.run(
+        ["coderunner", "mcp"], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30
+    )
     assert r.returncode == 3
     assert r.stderr == "coderunner: the sandbox is not running: start it with `coderunner up`\n"

@@ -18,11 +18,13 @@ import pytest
 from tests.cli.conftest import cli_env, cr, needs_bwrap
 
 # each sandbox writes its name in its workspace, then lists what its code can see
-PEEK = ("import os, sys, time\n"
-        "open('mine.txt', 'w').write(sys.argv[1])\n"
-        "time.sleep(2)\n"
-        "other = sys.argv[2]\n"
-        "print(sorted(os.listdir('/workspace')), os.path.exists(other))\n")
+PEEK = (
+    "import os, sys, time\n"
+    "open('mine.txt', 'w').write(sys.argv[1])\n"
+    "time.sleep(2)\n"
+    "other = sys.argv[2]\n"
+    "print(sorted(os.listdir('/workspace')), os.path.exists(other))\n"
+)
 
 
 def _side_by_side(env: dict[str, str], state: Path, workspace: dict[str, Path]) -> None:
@@ -32,7 +34,12 @@ def _side_by_side(env: dict[str, str], state: Path, workspace: dict[str, Path]) 
     for me, other in (("a", "b"), ("b", "a")):
         procs[me] = subprocess.Popen(
             ["coderunner", "exec", "--name", me, "-c", PEEK, me, str(workspace[other] / "mine.txt")],
-            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
     outs = {me: p.communicate(timeout=120) for me, p in procs.items()}
     took = time.monotonic() - start
     for me, (out, err) in outs.items():
@@ -63,8 +70,10 @@ def test_two_local_sandboxes_side_by_side(tmp_path):
     env = cli_env(tmp_path)
     state = Path(env["CODERUNNER_HOME"])
     try:
-        assert "coderunner: sandbox a started" in cr(env, "up", "--runtime", "local", "--name", "a", check=0,
-                                                     timeout=180).stderr
+        assert (
+            "coderunner: sandbox a started"
+            in cr(env, "up", "--runtime", "local", "--name", "a", check=0, timeout=180).stderr
+        )
         cr({**env, "CODERUNNER_SANDBOX": "b"}, "up", "--runtime", "local", "--no-network", check=0, timeout=180)
         workspace = {n: state / "sandboxes" / n / "workspace" for n in ("a", "b")}
         _side_by_side(env, state, workspace)
@@ -78,8 +87,9 @@ def test_two_local_sandboxes_side_by_side(tmp_path):
         assert table[0].split("\t") == ["NAME", "RUNTIME", "STATE", "URL", "CREATED", "OPTIONS"]
         assert [line.split("\t")[0] for line in table[1:]] == ["a", "b"]
         assert "--no-network" in table[2]
-        assert (state / "sandboxes" / "a" / "secrets" / "token").read_text() \
-            != (state / "sandboxes" / "b" / "secrets" / "token").read_text()
+        assert (state / "sandboxes" / "a" / "secrets" / "token").read_text() != (
+            state / "sandboxes" / "b" / "secrets" / "token"
+        ).read_text()
         assert not (state / "state.json").exists(), "the default sandbox was not started"
         assert cr(env, "status").returncode == 3
 
@@ -97,8 +107,9 @@ def test_two_local_sandboxes_side_by_side(tmp_path):
         assert asyncio.run(_mcp_reads_mine(env, "b")) == "b\n", "`coderunner mcp --name b` bridges to b"
 
         cr(env, "session", "new", "--name", "a", "s1", check=0)
-        assert [s["name"] for s in json.loads(cr(env, "session", "ls", "--name", "a", "--json", check=0).stdout)] \
-            == ["s1"]
+        assert [s["name"] for s in json.loads(cr(env, "session", "ls", "--name", "a", "--json", check=0).stdout)] == [
+            "s1"
+        ]
         assert json.loads(cr(env, "session", "ls", "--name", "b", "--json", check=0).stdout) == []
 
         # down --name a leaves b running
@@ -157,16 +168,30 @@ def test_two_apple_sandboxes_through_the_double(tmp_path):
         procs = {}
         for me in ("a", "b"):
             procs[me] = subprocess.Popen(
-                ["coderunner", "exec", "--name", me, "-c", "import sys\nopen('mine.txt', 'w').write(sys.argv[1])\n"
-                 "print(open('mine.txt').read())", me], env=env, text=True, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                [
+                    "coderunner",
+                    "exec",
+                    "--name",
+                    me,
+                    "-c",
+                    "import sys\nopen('mine.txt', 'w').write(sys.argv[1])\nprint(open('mine.txt').read())",
+                    me,
+                ],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+            )
         for me, p in procs.items():
             out, err = p.communicate(timeout=120)
             assert (p.returncode, out) == (0, f"{me}\n"), err
             assert (workspace[me] / "mine.txt").read_text() == me
         rows = _ls(env)
-        assert {n: (r["runtime"], r["state"]) for n, r in rows.items()} == {"a": ("apple", "running"),
-                                                                            "b": ("apple", "running")}
+        assert {n: (r["runtime"], r["state"]) for n, r in rows.items()} == {
+            "a": ("apple", "running"),
+            "b": ("apple", "running"),
+        }
         cr(env, "down", "--name", "a", check=0)
         assert ["stop", "--time", "10", "coderunner-a"] in argv_log(env)
         assert not any(c[0] == "stop" and c[-1] == "coderunner-b" for c in argv_log(env))
@@ -197,8 +222,10 @@ def test_two_docker_sandboxes(tmp_path):
         workspace = {n: state / "sandboxes" / n / "workspace" for n in ("a", "b")}
         _side_by_side(env, state, workspace)
         rows = _ls(env)
-        assert {n: (r["runtime"], r["state"]) for n, r in rows.items()} == {"a": ("docker", "running"),
-                                                                            "b": ("docker", "running")}
+        assert {n: (r["runtime"], r["state"]) for n, r in rows.items()} == {
+            "a": ("docker", "running"),
+            "b": ("docker", "running"),
+        }
         cr(env, "down", "--name", "a", check=0, timeout=120)
         assert inspect("docker", f"{base}-b")["State"]["Running"]
         assert not inspect("docker", f"{base}-a")["State"]["Running"]

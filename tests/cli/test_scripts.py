@@ -27,8 +27,12 @@ def fake_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for tool in TOOLS:
         if found := shutil.which(tool):
             (bindir / tool).symlink_to(found)
-    for path, name in ((venv_bin / "python", "python"), (venv_bin / "coderunner", "coderunner"),
-                       (bindir / "apt-get", "apt-get"), (bindir / "sudo", "sudo")):
+    for path, name in (
+        (venv_bin / "python", "python"),
+        (venv_bin / "coderunner", "coderunner"),
+        (bindir / "apt-get", "apt-get"),
+        (bindir / "sudo", "sudo"),
+    ):
         body = 'exec "$@"' if name == "sudo" else "exit 0"
         path.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{body}\n')
         path.chmod(0o755)
@@ -38,8 +42,7 @@ def fake_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def test_setup_waits_for_the_dpkg_lock_and_says_what_it_does(tmp_path):
     repo, env = fake_checkout(tmp_path)
-    r = subprocess.run(["bash", str(repo / "scripts" / "setup")], env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(["bash", str(repo / "scripts" / "setup")], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     calls = (tmp_path / "calls.log").read_text().splitlines()
     apt = [c for c in calls if c.startswith("apt-get")]
@@ -53,8 +56,9 @@ def test_setup_waits_for_the_dpkg_lock_and_says_what_it_does(tmp_path):
 
 def test_quickstart_ends_with_the_export_path_line(tmp_path):
     repo, env = fake_checkout(tmp_path)
-    r = subprocess.run(["bash", str(repo / "scripts" / "quickstart")], env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        ["bash", str(repo / "scripts" / "quickstart")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith(f'export PATH="{repo}/.venv/bin:$PATH"\n'), r.stdout
     calls = (tmp_path / "calls.log").read_text()

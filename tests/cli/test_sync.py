@@ -42,8 +42,15 @@ def test_w_uploads_the_folder_and_runs_the_script_in_it(sandbox, tmp_path):
     assert "big.bin" in r.stderr and "skipped" in r.stderr
     # the long form, from inside the folder, and a traceback naming the script as the user does
     (proj / "fail.py").write_text("import helper\n\nraise SystemExit(helper.nope)\n")
-    r = subprocess.run(["coderunner", "exec", "--sync", ".", "fail.py"], cwd=proj, env=sandbox, text=True,
-                       capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        ["coderunner", "exec", "--sync", ".", "fail.py"],
+        cwd=proj,
+        env=sandbox,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 1
     assert 'File "fail.py", line 3, in <module>' in r.stderr, r.stderr
 

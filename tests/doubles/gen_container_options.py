@@ -119,8 +119,10 @@ def parse_structs(files: dict[str, str]) -> dict[str, dict]:
                     args = ""
                     if plain[j] == "(":
                         k = balanced(plain, j)
-                        args, j = text[j + 1:k - 1], k
-                    var = re.compile(r"\s*(?:(?:public|private|internal|fileprivate)\s+)?var\s+(\w+)\s*(?::\s*([\w.\[\]?]+))?").match(plain, j)
+                        args, j = text[j + 1 : k - 1], k
+                    var = re.compile(
+                        r"\s*(?:(?:public|private|internal|fileprivate)\s+)?var\s+(\w+)\s*(?::\s*([\w.\[\]?]+))?"
+                    ).match(plain, j)
                     if var:
                         owner = _qualify(stack)
                         entry = structs.setdefault(owner, {"decls": [], "config": ""})
@@ -134,7 +136,7 @@ def parse_structs(files: dict[str, str]) -> dict[str, dict]:
                 i = end
                 continue
             elif c == "c" and plain.startswith("config.aliases", i) and stack:
-                line = text[i:text.index("\n", i)]
+                line = text[i : text.index("\n", i)]
                 structs.setdefault(_qualify(stack), {"decls": [], "config": ""})["config"] += " " + line
             i += 1
     return structs
@@ -153,7 +155,9 @@ def lookup(structs: dict[str, dict], name: str) -> dict | None:
     return None
 
 
-def options_of(structs: dict[str, dict], name: str, seen: set[str] | None = None) -> tuple[set[str], set[str], set[str]]:
+def options_of(
+    structs: dict[str, dict], name: str, seen: set[str] | None = None
+) -> tuple[set[str], set[str], set[str]]:
     """(options that take a value, flags, options whose value is an integer) of a
     struct, its option groups included."""
     seen = seen or set()
@@ -206,8 +210,12 @@ def table(repo: str, tag: str) -> dict:
         if lookup(structs, struct) is None:
             continue
         valued, flags, integers = options_of(structs, struct)
-        out[path] = {"options": sorted(valued), "flags": sorted(flags), "integers": sorted(integers),
-                     "aliases": aliases(structs, struct)}
+        out[path] = {
+            "options": sorted(valued),
+            "flags": sorted(flags),
+            "integers": sorted(integers),
+            "aliases": aliases(structs, struct),
+        }
     return out
 
 

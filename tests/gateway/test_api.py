@@ -16,18 +16,30 @@ def test_health_is_open_and_informative(gateway):
     assert {"sessions", "warm_kernels"} <= body.keys()
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/v1/execute"), ("GET", "/v1/sessions"), ("POST", "/v1/sessions"),
-    ("GET", "/v1/sessions/x"), ("DELETE", "/v1/sessions/x"), ("POST", "/execute"),
-    ("GET", "/v1/files/a.txt"), ("GET", "/no/such/route"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/execute"),
+        ("GET", "/v1/sessions"),
+        ("POST", "/v1/sessions"),
+        ("GET", "/v1/sessions/x"),
+        ("DELETE", "/v1/sessions/x"),
+        ("POST", "/execute"),
+        ("GET", "/v1/files/a.txt"),
+        ("GET", "/no/such/route"),
+    ],
+)
 def test_every_route_but_health_needs_the_token(gateway, method, path):
     r = httpx.request(method, gateway.url + path, json={"code": "print(1)"})
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthorized"
     assert "Bearer" in r.json()["error"]["message"]
-    r = httpx.request(method, gateway.url + path, json={"code": "print(1)"},
-                      headers={"Authorization": "Bearer wrong-" + gateway.token})
+    r = httpx.request(
+        method,
+        gateway.url + path,
+        json={"code": "print(1)"},
+        headers={"Authorization": "Bearer wrong-" + gateway.token},
+    )
     assert r.status_code == 401
 
 
@@ -41,28 +53,31 @@ def test_bearer_and_x_api_key_both_work(gateway):
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    (b"{not json", 400, "invalid_json"),
-    (b"", 400, "invalid_json"),
-    (b"[1, 2]", 400, "invalid_json"),
-    (b'"just a string"', 400, "invalid_json"),
-    (b'{"code": 5}', 400, "invalid_field"),
-    (b'{"code": "1", "timeout": "soon"}', 400, "invalid_field"),
-    (b'{"code": "1", "timeout": -1}', 400, "invalid_field"),
-    (b'{"code": "1", "timeout": true}', 400, "invalid_field"),
-    (b'{"code": "1", "argv": "a b"}', 400, "invalid_field"),
-    (b'{"code": "1", "argv": [1]}', 400, "invalid_field"),
-    (b'{"code": "1", "env": {"A": 1}}', 400, "invalid_field"),
-    (b'{"code": "1", "stdin": 3}', 400, "invalid_field"),
-    (b'{"code": "1", "sesion_id": "typo"}', 400, "invalid_field"),
-    (b'{"code": "1", "language": "cobol"}', 400, "unknown_language"),
-    (b'{"code": "   \\n"}', 400, "empty_code"),
-    (b'{"code": ""}', 400, "empty_code"),
-    (b'{}', 400, "invalid_field"),
-    (b'{"code": "1", "session_id": "s-nope"}', 404, "session_not_found"),
-    (b'{"code": "1", "session_id": ""}', 400, "invalid_field"),
-    (b'\xff\xfe', 400, "invalid_json"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (b'"just a string"', 400, "invalid_json"),
+        (b'{"code": 5}', 400, "invalid_field"),
+        (b'{"code": "1", "timeout": "soon"}', 400, "invalid_field"),
+        (b'{"code": "1", "timeout": -1}', 400, "invalid_field"),
+        (b'{"code": "1", "timeout": true}', 400, "invalid_field"),
+        (b'{"code": "1", "argv": "a b"}', 400, "invalid_field"),
+        (b'{"code": "1", "argv": [1]}', 400, "invalid_field"),
+        (b'{"code": "1", "env": {"A": 1}}', 400, "invalid_field"),
+        (b'{"code": "1", "stdin": 3}', 400, "invalid_field"),
+        (b'{"code": "1", "sesion_id": "typo"}', 400, "invalid_field"),
+        (b'{"code": "1", "language": "cobol"}', 400, "unknown_language"),
+        (b'{"code": "   \\n"}', 400, "empty_code"),
+        (b'{"code": ""}', 400, "empty_code"),
+        (b"{}", 400, "invalid_field"),
+        (b'{"code": "1", "session_id": "s-nope"}', 404, "session_not_found"),
+        (b'{"code": "1", "session_id": ""}', 400, "invalid_field"),
+        (b"\xff\xfe", 400, "invalid_json"),
+    ],
+)
 def test_bad_execute_input_is_a_clear_4xx(gateway, body, status, code):
     r = gateway.client().post("/v1/execute", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == status, r.text
@@ -79,17 +94,20 @@ def test_script_only_fields_are_refused_for_sessions(gateway):
     assert r.status_code == 400 and r.json()["error"]["code"] == "language_mismatch"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status"), [
-    ("POST", "/v1/sessions", {"language": "ruby"}, 400),
-    ("POST", "/v1/sessions", {"name": 7}, 400),
-    ("POST", "/v1/sessions", {"nmae": "x"}, 400),
-    ("GET", "/v1/sessions/s-missing", None, 404),
-    ("DELETE", "/v1/sessions/s-missing", None, 404),
-    ("POST", "/v1/sessions/s-missing/interrupt", None, 404),
-    ("POST", "/v1/sessions/s-missing/restart", None, 404),
-    ("GET", "/v1/nothing-here", None, 404),
-    ("PATCH", "/v1/execute", None, 405),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/v1/sessions", {"language": "ruby"}, 400),
+        ("POST", "/v1/sessions", {"name": 7}, 400),
+        ("POST", "/v1/sessions", {"nmae": "x"}, 400),
+        ("GET", "/v1/sessions/s-missing", None, 404),
+        ("DELETE", "/v1/sessions/s-missing", None, 404),
+        ("POST", "/v1/sessions/s-missing/interrupt", None, 404),
+        ("POST", "/v1/sessions/s-missing/restart", None, 404),
+        ("GET", "/v1/nothing-here", None, 404),
+        ("PATCH", "/v1/execute", None, 405),
+    ],
+)
 def test_other_bad_requests(gateway, method, path, body, status):
     r = gateway.client().request(method, path, json=body)
     assert r.status_code == status

@@ -128,15 +128,18 @@ def test_screenshot_is_a_png_of_the_asked_size(gw, site):
     assert Image.open(io.BytesIO(full.content)).size == (400, 3000)
 
 
-@pytest.mark.parametrize(("url", "code"), [
-    ("file:///etc/passwd", "unsupported_scheme"),
-    ("chrome://settings", "unsupported_scheme"),
-    ("javascript:alert(1)", "unsupported_scheme"),
-    ("not a url", "unsupported_scheme"),
-    ("http://", "invalid_url"),
-    ("", "invalid_url"),
-    ("http://no-such-host.invalid/", "unknown_host"),
-])
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("file:///etc/passwd", "unsupported_scheme"),
+        ("chrome://settings", "unsupported_scheme"),
+        ("javascript:alert(1)", "unsupported_scheme"),
+        ("not a url", "unsupported_scheme"),
+        ("http://", "invalid_url"),
+        ("", "invalid_url"),
+        ("http://no-such-host.invalid/", "unknown_host"),
+    ],
+)
 def test_bad_urls_are_clear_4xx(gw, url, code):
     r = post(gw, "/v1/browser/navigate", url=url)
     assert r.status_code == 400, r.text
@@ -199,4 +202,3 @@ def _cmdline(pid: int) -> bytes:
         return open(f"/proc/{pid}/cmdline", "rb").read()
     except OSError:
         return b""
-

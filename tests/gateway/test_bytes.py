@@ -11,7 +11,9 @@ import os
 
 import pytest
 
-ECHO = "import sys\ndata = sys.stdin.buffer.read()\nsys.stdout.buffer.write(data)\nsys.stderr.buffer.write(data[::-1])\n"
+ECHO = (
+    "import sys\ndata = sys.stdin.buffer.read()\nsys.stdout.buffer.write(data)\nsys.stderr.buffer.write(data[::-1])\n"
+)
 MB = 1 << 20
 
 
@@ -74,8 +76,10 @@ def test_stdout_not_utf8_json_and_stream(gateway):
     events = gateway.stream(code)
     assert joined(events, "stdout") == b"ok \xff\xfe"
     # UTF-8 written a byte at a time stays text: a character is never cut into base64
-    code = ("import sys, time\nb = 'é€😀'.encode()\nfor i in range(len(b)):\n"
-            "    sys.stdout.buffer.write(b[i:i + 1]); sys.stdout.flush(); time.sleep(0.01)\n")
+    code = (
+        "import sys, time\nb = 'é€😀'.encode()\nfor i in range(len(b)):\n"
+        "    sys.stdout.buffer.write(b[i:i + 1]); sys.stdout.flush(); time.sleep(0.01)\n"
+    )
     out = [e for e in gateway.stream(code) if e["type"] == "stdout"]
     assert all("b64" not in e for e in out), out
     assert "".join(e["text"] for e in out) == "é€😀"

@@ -45,7 +45,7 @@ def test_a_script_in_a_subfolder_imports_from_its_own_folder(gateway, project):
 
 
 def test_bash_starts_in_the_folder(gateway, project):
-    r = gateway.execute("pwd; cat data.csv; echo \"$1\"", language="bash", cwd=project.name, argv=["arg"])
+    r = gateway.execute('pwd; cat data.csv; echo "$1"', language="bash", cwd=project.name, argv=["arg"])
     assert r["stdout"] == f"{project.resolve()}\na,b\narg\n", r["stderr"]
 
 

@@ -24,8 +24,9 @@ def test_flood_is_bounded_and_reported(gateway_factory):
 
     # streamed: every byte arrives, memory still bounded (backpressure)
     total = 0
-    with gw.client(timeout=300).stream("POST", "/v1/execute", json={"code": FLOOD},
-                                       headers={"Accept": "application/x-ndjson"}) as resp:
+    with gw.client(timeout=300).stream(
+        "POST", "/v1/execute", json={"code": FLOOD}, headers={"Accept": "application/x-ndjson"}
+    ) as resp:
         for line in resp.iter_lines():
             e = json.loads(line)
             if e["type"] == "stdout":

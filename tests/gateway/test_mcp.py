@@ -12,18 +12,28 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-TOOLS = {"execute_python_code", "navigate_and_get_all_visible_text", "list_skills", "get_skill_info",
-         "get_skill_file", "reset_session", "read_file", "write_file"}
+TOOLS = {
+    "execute_python_code",
+    "navigate_and_get_all_visible_text",
+    "list_skills",
+    "get_skill_info",
+    "get_skill_file",
+    "reset_session",
+    "read_file",
+    "write_file",
+}
 
 
 def run(gw, fn):
     async def main():
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {gw.token}"},
-                                     timeout=httpx.Timeout(30, read=None)) as http:
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {gw.token}"}, timeout=httpx.Timeout(30, read=None)
+        ) as http:
             async with streamable_http_client(gw.url + "/mcp", http_client=http) as (read, write, _):
                 async with ClientSession(read, write) as session:
                     await session.initialize()
                     return await fn(session)
+
     return asyncio.run(main())
 
 
@@ -40,8 +50,9 @@ def test_state_images_errors_in_one_client(gateway):
     async def scenario(s: ClientSession):
         r1 = await s.call_tool("execute_python_code", {"command": "x = 41\nprint('set')"})
         r2 = await s.call_tool("execute_python_code", {"command": "x + 1"})
-        fig = await s.call_tool("execute_python_code",
-                                {"command": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"})
+        fig = await s.call_tool(
+            "execute_python_code", {"command": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"}
+        )
         err = await s.call_tool("execute_python_code", {"command": "print('before')\n1/0"})
         reset = await s.call_tool("reset_session", {})
         after = await s.call_tool("execute_python_code", {"command": "print(x)"})
@@ -83,8 +94,12 @@ def test_skills_and_files(gateway):
     async def scenario(s: ClientSession):
         skills = await s.call_tool("list_skills", {})
         info = await s.call_tool("get_skill_info", {"skill_name": "pdf-text-replace"})
-        f = await s.call_tool("get_skill_file", {"skill_name": "pdf-text-replace", "filename": "scripts/replace_text.py"})
-        escape = await s.call_tool("get_skill_file", {"skill_name": "pdf-text-replace", "filename": "../../../etc/passwd"})
+        f = await s.call_tool(
+            "get_skill_file", {"skill_name": "pdf-text-replace", "filename": "scripts/replace_text.py"}
+        )
+        escape = await s.call_tool(
+            "get_skill_file", {"skill_name": "pdf-text-replace", "filename": "../../../etc/passwd"}
+        )
         missing = await s.call_tool("get_skill_info", {"skill_name": "nope"})
         wrote = await s.call_tool("write_file", {"path": "notes/a.txt", "content": "hello"})
         read = await s.call_tool("read_file", {"path": "notes/a.txt"})
@@ -131,8 +146,12 @@ def test_navigate_tool(gateway):
 
 
 def test_token_host_and_origin_are_checked(gateway):
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     r = httpx.post(gateway.url + "/mcp", json=init, headers=headers)
     assert r.status_code == 401

@@ -42,8 +42,9 @@ def test_sys_exit_with_a_message_in_a_session_prints_it(gateway):
 
 def test_mcp_server_version_is_coderunners(gateway):
     async def main():
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {gateway.token}"},
-                                     timeout=httpx.Timeout(30, read=None)) as http:
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {gateway.token}"}, timeout=httpx.Timeout(30, read=None)
+        ) as http:
             async with streamable_http_client(gateway.url + "/mcp", http_client=http) as (read, write, _):
                 async with ClientSession(read, write) as session:
                     return await session.initialize()

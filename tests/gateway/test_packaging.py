@@ -12,16 +12,22 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[2] / "container_image"
-SKILL_FILES = ("pdf-text-replace/SKILL.md", "pdf-text-replace/scripts/replace_text.py",
-               "image-crop-rotate/SKILL.md", "image-crop-rotate/scripts/crop_rotate.py")
+SKILL_FILES = (
+    "pdf-text-replace/SKILL.md",
+    "pdf-text-replace/scripts/replace_text.py",
+    "image-crop-rotate/SKILL.md",
+    "image-crop-rotate/scripts/crop_rotate.py",
+)
 
 
 @pytest.mark.timeout(600)
 def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_clean(tmp_path):
     # a copy, so that whatever the build leaves is seen here and not in the checkout
     src = tmp_path / "container_image"
-    shutil.copytree(SOURCE, src, ignore=shutil.ignore_patterns(
-        "__pycache__", "*.egg-info", "lib", "bdist.*", "certs", "wheels"))
+    shutil.copytree(
+        SOURCE, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "lib", "bdist.*", "certs", "wheels")
+    )
+
     def inputs() -> list[Path]:  # what build/ holds besides setuptools' scratch (git ignores that)
         return sorted(p.relative_to(src) for p in (src / "build").rglob("*") if "setuptools" not in p.parts)
 
@@ -29,8 +35,13 @@ def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_c
     out = tmp_path / "out"
     # twice: the second build meets what the first left behind
     for _ in range(2):
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                        str(out), f".{os.sep}"], cwd=src, check=True, capture_output=True, timeout=540)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), f".{os.sep}"],
+            cwd=src,
+            check=True,
+            capture_output=True,
+            timeout=540,
+        )
     (wheel,) = out.glob("coderunner_gateway-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for rel in SKILL_FILES:

@@ -100,13 +100,16 @@ def test_one_megabyte_delivered_whole(gateway):
 
 
 def test_timeout_kills_the_whole_process_group(gateway):
-    code = ("import subprocess, time\n"
-            "p = subprocess.Popen(['sleep', '60'], stdout=open('tk-child.mark', 'w'))\n"
-            "print('started', flush=True)\n"
-            "time.sleep(60)\n")
+    code = (
+        "import subprocess, time\n"
+        "p = subprocess.Popen(['sleep', '60'], stdout=open('tk-child.mark', 'w'))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n"
+    )
     t0 = time.monotonic()
-    with gateway.client().stream("POST", "/v1/execute", json={"code": code, "timeout": 3},
-                                 headers={"Accept": "application/x-ndjson"}) as r:
+    with gateway.client().stream(
+        "POST", "/v1/execute", json={"code": code, "timeout": 3}, headers={"Accept": "application/x-ndjson"}
+    ) as r:
         lines = r.iter_lines()
         assert "started" in next(e for e in map(json.loads, lines) if e["type"] == "stdout")["text"]
         children = pids_holding(gateway.workspace / "tk-child.mark")
@@ -121,9 +124,11 @@ def test_timeout_kills_the_whole_process_group(gateway):
 
 
 def test_background_children_do_not_outlive_the_script(gateway):
-    code = ("import subprocess, time\n"
-            "subprocess.Popen(['sleep', '60'], stdout=open('bg-child.mark', 'w'))\n"
-            "while not open('bg-go').read(): time.sleep(0.05)\n")
+    code = (
+        "import subprocess, time\n"
+        "subprocess.Popen(['sleep', '60'], stdout=open('bg-child.mark', 'w'))\n"
+        "while not open('bg-go').read(): time.sleep(0.05)\n"
+    )
     (gateway.workspace / "bg-go").write_text("")
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(gateway.execute(code)))
@@ -141,11 +146,13 @@ def test_background_children_do_not_outlive_the_script(gateway):
 
 def test_output_is_streamed_as_produced(gateway):
     code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"
-    with gateway.client().stream("POST", "/v1/execute", json={"code": code},
-                                 headers={"Accept": "application/x-ndjson"}) as r:
+    with gateway.client().stream(
+        "POST", "/v1/execute", json={"code": code}, headers={"Accept": "application/x-ndjson"}
+    ) as r:
         t0 = time.monotonic()
         seen = {}
         import json
+
         for line in r.iter_lines():
             e = json.loads(line)
             if e["type"] == "stdout" and "first" in e["text"]:
@@ -160,7 +167,9 @@ def test_env_file_reaches_scripts_and_sessions(gateway_factory, tmp_path):
     env_file = tmp_path / "keys.env"
     env_file.write_text("# keys\nexport API_KEY='sk-123'\nOTHER=plain value\n")
     gw = gateway_factory("--env-file", str(env_file), "--pool-size", "1")
-    assert gw.execute("import os; print(os.environ['API_KEY'], os.environ['OTHER'])")["stdout"] == "sk-123 plain value\n"
+    assert (
+        gw.execute("import os; print(os.environ['API_KEY'], os.environ['OTHER'])")["stdout"] == "sk-123 plain value\n"
+    )
     sid = gw.new_session()
     assert gw.execute("import os; print(os.environ['API_KEY'])", session_id=sid)["stdout"] == "sk-123\n"
     r = gw.execute("echo $OTHER", language="bash", env={"OTHER": "per request wins"})
@@ -184,8 +193,10 @@ def test_a_private_workspace_still_runs_code(tmp_path):
 def test_each_script_starts_fresh_even_from_a_warm_interpreter(gateway):
     """Scripts start from interpreters started ahead (each in its own cell), used once: what
     one script imports, sets or leaves in its process is not there for the next."""
-    code = ("import sys, os\nprint(sorted(k for k in globals() if not k.startswith('__')), 'json' in sys.modules)\n"
-            "import json\nleft_behind = 1\nos.environ['LEFT'] = '1'\nprint(os.getpid())")
+    code = (
+        "import sys, os\nprint(sorted(k for k in globals() if not k.startswith('__')), 'json' in sys.modules)\n"
+        "import json\nleft_behind = 1\nos.environ['LEFT'] = '1'\nprint(os.getpid())"
+    )
     first = gateway.execute(code)
     second = gateway.execute(code)
     assert first["stdout"].splitlines()[0] == second["stdout"].splitlines()[0] == "['os', 'sys'] False"

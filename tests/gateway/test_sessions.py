@@ -184,8 +184,9 @@ def test_queue_on_one_session_runs_in_arrival_order(gateway):
     base = gateway.client().get(f"/v1/sessions/{sid}").json()["executions"]
     threads = []
     for i in range(5):
-        t = threading.Thread(target=gateway.execute, args=(f"import time\ntime.sleep(0.1)\nlog.append({i})",),
-                             kwargs={"session_id": sid})
+        t = threading.Thread(
+            target=gateway.execute, args=(f"import time\ntime.sleep(0.1)\nlog.append({i})",), kwargs={"session_id": sid}
+        )
         t.start()
         threads.append(t)
         # the next one is sent once the gateway holds this one: the arrival order is fixed
@@ -269,8 +270,7 @@ def test_idle_sessions_expire(gateway_factory):
 
 def test_kernel_ignoring_the_interrupt_is_replaced(gateway):
     sid = gateway.new_session()
-    code = ("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n"
-            "    except KeyboardInterrupt:\n        pass\n")
+    code = "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass\n"
     t0 = time.monotonic()
     r = gateway.execute(code, session_id=sid, timeout=0.5)
     assert time.monotonic() - t0 < 15
@@ -283,9 +283,12 @@ def test_client_going_away_interrupts_session_code(gateway):
     sid = gateway.new_session()
     gateway.execute("kept = 1", session_id=sid)
     c = gateway.client()
-    with c.stream("POST", "/v1/execute", json={"code": "import time\nprint('go', flush=True)\ntime.sleep(60)",
-                                               "session_id": sid},
-                  headers={"Accept": "application/x-ndjson"}) as r:
+    with c.stream(
+        "POST",
+        "/v1/execute",
+        json={"code": "import time\nprint('go', flush=True)\ntime.sleep(60)", "session_id": sid},
+        headers={"Accept": "application/x-ndjson"},
+    ) as r:
         for line in r.iter_lines():
             if '"stdout"' in line:
                 break
@@ -303,7 +306,8 @@ def test_an_execution_that_prints_nothing_reports_nothing_dropped(gateway):
     assert gateway.execute("print('set')", session_id=sid)["stdout"] == "set\n"
     r = gateway.execute("1 + 1", session_id=sid)
     assert r["truncated"] is False and "dropped" not in r and "message" not in r, r
-    with gateway.client().stream("POST", "/v1/execute", json={"code": "2 + 2", "session_id": sid},
-                                 headers={"Accept": "application/x-ndjson"}) as resp:
+    with gateway.client().stream(
+        "POST", "/v1/execute", json={"code": "2 + 2", "session_id": sid}, headers={"Accept": "application/x-ndjson"}
+    ) as resp:
         done = [json.loads(line) for line in resp.iter_lines()][-1]
     assert "dropped" not in done, done

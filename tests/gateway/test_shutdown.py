@@ -25,11 +25,14 @@ def test_sigterm_ends_everything(gateway_factory):
     events: list[dict] = []
 
     def long_script():
-        code = ("import subprocess, time\n_hold = open('script.mark', 'w')\n"
-                "subprocess.Popen(['sleep', '120'], stdout=open('child.mark', 'w'))\nprint('up', flush=True)\n"
-                "time.sleep(120)")
-        with gw.client().stream("POST", "/v1/execute", json={"code": code},
-                                headers={"Accept": "application/x-ndjson"}) as r:
+        code = (
+            "import subprocess, time\n_hold = open('script.mark', 'w')\n"
+            "subprocess.Popen(['sleep', '120'], stdout=open('child.mark', 'w'))\nprint('up', flush=True)\n"
+            "time.sleep(120)"
+        )
+        with gw.client().stream(
+            "POST", "/v1/execute", json={"code": code}, headers={"Accept": "application/x-ndjson"}
+        ) as r:
             for line in r.iter_lines():
                 events.append(json.loads(line))
 
@@ -53,4 +56,3 @@ def test_sigterm_ends_everything(gateway_factory):
     time.sleep(0.2)
     alive = [p for p in children if pid_alive(p)]
     assert alive == [], f"processes outlived the gateway: {alive}"
-

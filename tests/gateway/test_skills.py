@@ -31,9 +31,15 @@ def test_public_skills_listed_and_detailed(gateway):
     assert c.get("/v1/skills/image-crop-rotate/files/nope.txt").status_code == 404
 
 
-@pytest.mark.parametrize("path", [
-    "../pdf-text-replace/SKILL.md", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "scripts/../../../etc/passwd",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../pdf-text-replace/SKILL.md",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2Fetc%2Fpasswd",
+        "scripts/../../../etc/passwd",
+    ],
+)
 def test_traversal_is_refused(gateway, path):
     r = gateway.client().get(f"/v1/skills/image-crop-rotate/files/{path}")
     assert r.status_code in (403, 404)
@@ -84,10 +90,16 @@ def test_pdf_text_replace_script(tmp_path):
 
     writer = PdfWriter()
     page = writer.add_blank_page(612, 792)
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
     page[NameObject("/Resources")] = DictionaryObject(
-        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})})
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+    )
     content = DecodedStreamObject()
     content.set_data(b"BT /F1 24 Tf 72 720 Td (Invoice for ACME Ltd) Tj 0 -30 Td [(Total: ACME) -250 (Ltd)] TJ ET")
     page[NameObject("/Contents")] = writer._add_object(content)
@@ -95,14 +107,20 @@ def test_pdf_text_replace_script(tmp_path):
     with open(src, "wb") as f:
         writer.write(f)
     script = SKILLS / "pdf-text-replace" / "scripts" / "replace_text.py"
-    r = subprocess.run([sys.executable, str(script), str(src), str(out), "--find", "ACME", "--replace", "Globex"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "--find", "ACME", "--replace", "Globex"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 replacement(s)" in r.stdout
     text = PdfReader(out).pages[0].extract_text()
     assert "Invoice for Globex Ltd" in text and "ACME" not in text
-    r = subprocess.run([sys.executable, str(script), str(src), str(tmp_path / "x.pdf"), "--find", "absent",
-                        "--replace", "y"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(script), str(src), str(tmp_path / "x.pdf"), "--find", "absent", "--replace", "y"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "no replacements" in r.stderr
 
 
@@ -115,15 +133,19 @@ def test_image_crop_rotate_script(tmp_path):
     img.save(src)
     script = SKILLS / "image-crop-rotate" / "scripts" / "crop_rotate.py"
     out = tmp_path / "out.png"
-    r = subprocess.run([sys.executable, str(script), str(src), str(out), "--crop", "0,0,50,50"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "--crop", "0,0,50,50"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     cropped = Image.open(out)
     assert cropped.size == (50, 50) and cropped.convert("RGB").getpixel((25, 25)) == (255, 0, 0)
-    r = subprocess.run([sys.executable, str(script), str(src), str(out), "--rotate", "90"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "--rotate", "90"], capture_output=True, text=True
+    )
     assert Image.open(out).size == (100, 200)
-    r = subprocess.run([sys.executable, str(script), str(src), str(out), "--crop", "0,0,500,50"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(script), str(src), str(out), "--crop", "0,0,500,50"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "not a box inside" in r.stderr
     assert os.path.getsize(out) > 0
 
@@ -132,8 +154,10 @@ def test_skill_scripts_run_in_a_session(gateway):
     """What an agent does: read the skill's path, run its script in the sandbox."""
     c = gateway.client()
     path = c.get("/v1/skills/image-crop-rotate").json()["path"]
-    code = ("from PIL import Image\nImage.new('RGB', (40, 20)).save('a.png')\n"
-            f"import subprocess, sys\nsubprocess.run([sys.executable, '{path}/scripts/crop_rotate.py', 'a.png', "
-            "'b.png', '--rotate', '90'], check=True)\nprint(Image.open('b.png').size)")
+    code = (
+        "from PIL import Image\nImage.new('RGB', (40, 20)).save('a.png')\n"
+        f"import subprocess, sys\nsubprocess.run([sys.executable, '{path}/scripts/crop_rotate.py', 'a.png', "
+        "'b.png', '--rotate', '90'], check=True)\nprint(Image.open('b.png').size)"
+    )
     r = gateway.execute(code)
     assert r["stdout"].endswith("(20, 40)\n"), r

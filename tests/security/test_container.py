@@ -33,28 +33,34 @@ def token(box) -> str:
 
 
 def test_code_has_no_privilege(box):
-    code = ("import os\nst = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
-            "print(os.getuid() != 0, st['CapEff'].strip(), st['CapPrm'].strip(), st['NoNewPrivs'].strip())")
+    code = (
+        "import os\nst = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+        "print(os.getuid() != 0, st['CapEff'].strip(), st['CapPrm'].strip(), st['NoNewPrivs'].strip())"
+    )
     assert run(box, code) == "True 0000000000000000 0000000000000000 1\n"
     # nothing setuid to climb through, and the image itself is read-only
-    code = ("import os\nfound = []\nfor d, _, fs in os.walk('/usr'):\n    for f in fs:\n        p = os.path.join(d, f)\n"
-            "        try:\n            if os.lstat(p).st_mode & 0o6000: found.append(p)\n        except OSError: pass\n"
-            "print(found)\ntry:\n    open('/etc/coderunner-was-here', 'w')\nexcept OSError as e:\n    print(e.errno)")
+    code = (
+        "import os\nfound = []\nfor d, _, fs in os.walk('/usr'):\n    for f in fs:\n        p = os.path.join(d, f)\n"
+        "        try:\n            if os.lstat(p).st_mode & 0o6000: found.append(p)\n        except OSError: pass\n"
+        "print(found)\ntry:\n    open('/etc/coderunner-was-here', 'w')\nexcept OSError as e:\n    print(e.errno)"
+    )
     assert run(box, code) == "[]\n30\n"  # EROFS
 
 
 def test_the_token_is_nowhere_code_can_read(box):
     secret = token(box)
-    code = ("import glob, os\nhits, denied = [], 0\n"
-            "for p in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline'):\n"
-            "    try:\n"
-            f"        hits += [p] if {secret!r}.encode() in open(p, 'rb').read() else []\n"
-            "    except PermissionError:\n        denied += 1\n    except OSError:\n        pass\n"
-            "for root in ('/run', '/tmp', '/home', '/workspace', '/opt/coderunner', '/etc'):\n"
-            "    for d, _, fs in os.walk(root):\n        for f in fs:\n            try:\n"
-            f"                hits += [os.path.join(d, f)] if {secret!r}.encode() in open(os.path.join(d, f), 'rb').read() "
-            "else []\n            except OSError:\n                pass\n"
-            "print(hits, denied > 0)")
+    code = (
+        "import glob, os\nhits, denied = [], 0\n"
+        "for p in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline'):\n"
+        "    try:\n"
+        f"        hits += [p] if {secret!r}.encode() in open(p, 'rb').read() else []\n"
+        "    except PermissionError:\n        denied += 1\n    except OSError:\n        pass\n"
+        "for root in ('/run', '/tmp', '/home', '/workspace', '/opt/coderunner', '/etc'):\n"
+        "    for d, _, fs in os.walk(root):\n        for f in fs:\n            try:\n"
+        f"                hits += [os.path.join(d, f)] if {secret!r}.encode() in open(os.path.join(d, f), 'rb').read() "
+        "else []\n            except OSError:\n                pass\n"
+        "print(hits, denied > 0)"
+    )
     # docker-init's and the gateway's environments are root's: unreadable, not merely clean
     assert run(box, code) == "[] True\n"
 
@@ -86,15 +92,21 @@ for pid in gw + [1]:
             out.append((f, 'EACCES'))
 print(len(gw) >= 1, sorted(set(out)))
 """
-    assert run(box, code) == ("True [('environ', 'EACCES'), ('fd/0', 'EACCES'), ('kill', 'EPERM'), "
-                              "('mem', 'EACCES'), ('ptrace', 'EPERM')]\n")
+    assert run(box, code) == (
+        "True [('environ', 'EACCES'), ('fd/0', 'EACCES'), ('kill', 'EPERM'), ('mem', 'EACCES'), ('ptrace', 'EPERM')]\n"
+    )
 
 
 def test_sessions_cannot_reach_each_other(box):
     cr(box, "session", "new", "alice", check=0)
     cr(box, "session", "new", "bob", check=0)
-    run(box, "import os\nsecret = 'alice-only'\nopen(os.path.expanduser('~/diary'), 'w').write(secret)\n"
-             "open(os.path.join(os.environ['TMPDIR'], 'note'), 'w').write(secret)\nprint(os.getgid())", "-s", "alice")
+    run(
+        box,
+        "import os\nsecret = 'alice-only'\nopen(os.path.expanduser('~/diary'), 'w').write(secret)\n"
+        "open(os.path.join(os.environ['TMPDIR'], 'note'), 'w').write(secret)\nprint(os.getgid())",
+        "-s",
+        "alice",
+    )
     alice_home = run(box, "import os; print(os.environ['HOME'])", "-s", "alice").strip()
     alice_tmp = run(box, "import os; print(os.environ['TMPDIR'])", "-s", "alice").strip()
     alice_dir = str(Path(alice_home).parent)
@@ -193,9 +205,18 @@ print(out)
 def test_chromium_renders_as_the_code_s_identity_not_the_gateway_s(box):
     """Pages are chosen by code: the browser must not be root beside the gateway's token."""
     cr(box, "session", "new", "pages", "--lang", "bash", check=0)
-    cr(box, "exec", "-s", "pages", "--lang", "bash", "-c",
-       "mkdir -p site && echo '<html><body>hello</body></html>' > site/index.html && "
-       "(cd site && nohup python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1 &) && sleep 1", check=0)
+    cr(
+        box,
+        "exec",
+        "-s",
+        "pages",
+        "--lang",
+        "bash",
+        "-c",
+        "mkdir -p site && echo '<html><body>hello</body></html>' > site/index.html && "
+        "(cd site && nohup python3 -m http.server 8766 --bind 127.0.0.1 >/dev/null 2>&1 &) && sleep 1",
+        check=0,
+    )
     assert "hello" in cr(box, "browse", "http://127.0.0.1:8766/", check=0, timeout=120).stdout
     code = r"""
 import os

@@ -56,9 +56,26 @@ def start_tokenless(tmp: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     workspace.mkdir(parents=True, exist_ok=True)
     sock, ready, log = tmp / "gw.sock", tmp / "ready.json", tmp / "gateway.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coderunner_gateway", "--uds", str(sock), "--workspace", str(workspace),
-         "--ready-file", str(ready), "--log-level", "warning", "--pool-size", "0", *args],
-        env=gateway_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "coderunner_gateway",
+            "--uds",
+            str(sock),
+            "--workspace",
+            str(workspace),
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+            "--pool-size",
+            "0",
+            *args,
+        ],
+        env=gateway_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+        stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not ready.exists():
@@ -81,12 +98,28 @@ def stop(proc: subprocess.Popen) -> None:
 
 # -- 1. no token, no TCP --------------------------------------------------------
 
+
 def test_gateway_without_token_refuses_tcp(tmp_path):
     (tmp_path / "ws").mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coderunner_gateway", "--port", "0", "--workspace", str(tmp_path / "ws"),
-         "--ready-file", str(tmp_path / "ready.json"), "--pool-size", "0"],
-        env=gateway_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "coderunner_gateway",
+            "--port",
+            "0",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--ready-file",
+            str(tmp_path / "ready.json"),
+            "--pool-size",
+            "0",
+        ],
+        env=gateway_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         _, err = proc.communicate(timeout=30)
@@ -114,13 +147,22 @@ def test_gateway_without_token_still_serves_a_unix_socket(tmp_path):
 
 # -- 2. Host and Origin on every route -----------------------------------------
 
-ROUTES = [("GET", "/health"), ("POST", "/v1/execute"), ("GET", "/v1/sessions"), ("GET", "/v1/files"),
-          ("GET", "/v1/skills"), ("POST", "/v1/browser/content"), ("POST", "/mcp"), ("GET", "/no/such/route")]
+ROUTES = [
+    ("GET", "/health"),
+    ("POST", "/v1/execute"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/v1/files"),
+    ("GET", "/v1/skills"),
+    ("POST", "/v1/browser/content"),
+    ("POST", "/mcp"),
+    ("GET", "/no/such/route"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8222", "localhost.attacker.example",
-                                  "127.0.0.1.nip.io", ""])
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:8222", "localhost.attacker.example", "127.0.0.1.nip.io", ""]
+)
 def test_foreign_host_is_refused_on_every_route(gateway, method, path, host):
     r = httpx.request(method, gateway.url + path, headers={**gateway.headers, "Host": host}, json={"code": "1"})
     assert r.status_code == 403, r.text
@@ -128,18 +170,41 @@ def test_foreign_host_is_refused_on_every_route(gateway, method, path, host):
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("origin", ["https://attacker.example", "null", "http://1.2.3.4", "http://192.168.64.3:8222",
-                                    "http://localhost.attacker.example", "file://", "chrome-extension://abc"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://attacker.example",
+        "null",
+        "http://1.2.3.4",
+        "http://192.168.64.3:8222",
+        "http://localhost.attacker.example",
+        "file://",
+        "chrome-extension://abc",
+    ],
+)
 def test_foreign_origin_is_refused_on_every_route(gateway, method, path, origin):
     r = httpx.request(method, gateway.url + path, headers={**gateway.headers, "Origin": origin}, json={"code": "1"})
     assert r.status_code == 403, r.text
     assert r.json()["error"]["code"] == "origin_not_allowed"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:{port}", "localhost", "localhost:{port}", "LOCALHOST:{port}",
-                                  "[::1]:{port}", "192.168.64.3:8222", "10.0.0.7", "localhost."])
-@pytest.mark.parametrize("origin", [None, "http://localhost:3000", "https://127.0.0.1", "http://[::1]:8080",
-                                    "http://localhost"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.0.1:{port}",
+        "localhost",
+        "localhost:{port}",
+        "LOCALHOST:{port}",
+        "[::1]:{port}",
+        "192.168.64.3:8222",
+        "10.0.0.7",
+        "localhost.",
+    ],
+)
+@pytest.mark.parametrize(
+    "origin", [None, "http://localhost:3000", "https://127.0.0.1", "http://[::1]:8080", "http://localhost"]
+)
 def test_local_hosts_and_origins_pass(gateway, host, origin):
     port = gateway.url.rsplit(":", 1)[1]
     headers = {"Host": host.format(port=port)}
@@ -157,10 +222,12 @@ def test_cors_simple_post_from_a_web_page_runs_nothing(tmp_path):
     body = json.dumps({"code": "open('pwned', 'w').write('x')"})
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://coderunner") as c:
-            for headers in ({"Origin": "https://attacker.example", "Host": "127.0.0.1:8222"},
-                            {"Origin": "null", "Host": "localhost"},
-                            {"Host": "attacker.example"},
-                            {"Origin": "https://attacker.example", "Host": "attacker.example"}):
+            for headers in (
+                {"Origin": "https://attacker.example", "Host": "127.0.0.1:8222"},
+                {"Origin": "null", "Host": "localhost"},
+                {"Host": "attacker.example"},
+                {"Origin": "https://attacker.example", "Host": "attacker.example"},
+            ):
                 r = c.post("/v1/execute", content=body, headers={"Content-Type": "text/plain", **headers})
                 assert r.status_code == 403, (headers, r.text)
                 assert r.json()["error"]["code"] in ("host_not_allowed", "origin_not_allowed")
@@ -170,6 +237,7 @@ def test_cors_simple_post_from_a_web_page_runs_nothing(tmp_path):
 
 
 # -- 3. unauthenticated resource exhaustion ---------------------------------------
+
 
 def _read_status(s: socket.socket) -> bytes:
     data = b""
@@ -272,8 +340,16 @@ def test_keep_alive_connection_then_half_sent_request_is_closed(gateway_factory)
 # -- 4. YAML aliases in SKILL.md --------------------------------------------------
 
 LAUGHS = "\n".join(
-    ["---", "name: laughs", "description: ten to the seventh lols", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"a{i}: &a{i} [*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1},*a{i-1}]" for i in range(1, 7)]
+    [
+        "---",
+        "name: laughs",
+        "description: ten to the seventh lols",
+        'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
+    + [
+        f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]"
+        for i in range(1, 7)
+    ]
     + ["---", "body"]
 )
 
@@ -367,12 +443,16 @@ def test_bad_input_elsewhere_is_a_4xx(gateway, method, path, body, status, code)
 
 
 def test_env_and_argv_within_limits_still_work(gateway):
-    r = gateway.execute("import os, sys; print(len(sys.argv[1]), os.environ['K'][:3])",
-                        argv=["a" * 100_000], env={"K": "v\u00e9\u00e9" * 1000})
+    r = gateway.execute(
+        "import os, sys; print(len(sys.argv[1]), os.environ['K'][:3])",
+        argv=["a" * 100_000],
+        env={"K": "v\u00e9\u00e9" * 1000},
+    )
     assert r["stdout"] == "100000 v\u00e9\u00e9\n", r
 
 
 # -- 6. big files -----------------------------------------------------------------
+
 
 def test_sparse_file_is_streamed_not_loaded(gateway_factory):
     gw = gateway_factory("--pool-size", "0")
@@ -400,8 +480,10 @@ def test_sparse_file_is_streamed_not_loaded(gateway_factory):
                 async with streamable_http_client(gw.url + "/mcp", http_client=http) as (read, write, _):
                     async with ClientSession(read, write) as s:
                         await s.initialize()
-                        return (await s.call_tool("read_file", {"path": "sparse.bin"}),
-                                await s.call_tool("read_file", {"path": "small.txt"}))
+                        return (
+                            await s.call_tool("read_file", {"path": "sparse.bin"}),
+                            await s.call_tool("read_file", {"path": "small.txt"}),
+                        )
 
         (gw.workspace / "small.txt").write_text("small text")
         big_result, small_result = asyncio.run(main())
@@ -417,6 +499,7 @@ def test_sparse_file_is_streamed_not_loaded(gateway_factory):
 
 # -- 7. MCP clients that leave release their kernels --------------------------------
 
+
 def test_mcp_clients_that_leave_release_their_kernels(gateway_factory):
     gw = gateway_factory("--max-sessions", "3", "--pool-size", "1", "--mcp-idle-timeout", "2")
     from mcp import ClientSession
@@ -424,8 +507,11 @@ def test_mcp_clients_that_leave_release_their_kernels(gateway_factory):
 
     async def visit(polite: bool) -> str:
         async with httpx.AsyncClient(headers=gw.headers, timeout=httpx.Timeout(60, read=None)) as http:
-            async with streamable_http_client(gw.url + "/mcp", http_client=http,
-                                              terminate_on_close=polite) as (read, write, _):
+            async with streamable_http_client(gw.url + "/mcp", http_client=http, terminate_on_close=polite) as (
+                read,
+                write,
+                _,
+            ):
                 async with ClientSession(read, write) as s:
                     await s.initialize()
                     r = await s.call_tool("execute_python_code", {"command": "print('here')"})
@@ -464,8 +550,9 @@ def test_session_stream_flood_is_bounded(gateway_factory):
     gw.execute("print('warm')", session_id=sid)
     before = peak_rss_mb(gw.proc.pid)
     received, done = 0, None
-    with gw.client(timeout=300).stream("POST", "/v1/execute", json={"code": FLOOD, "session_id": sid},
-                                       headers={"Accept": "application/x-ndjson"}) as r:
+    with gw.client(timeout=300).stream(
+        "POST", "/v1/execute", json={"code": FLOOD, "session_id": sid}, headers={"Accept": "application/x-ndjson"}
+    ) as r:
         for line in r.iter_lines():
             e = json.loads(line)
             if e["type"] == "stdout":
@@ -480,8 +567,9 @@ def test_session_stream_flood_is_bounded(gateway_factory):
     # a slow reader: the gateway drops (and says so) instead of queueing
     before = peak_rss_mb(gw.proc.pid)
     received, done = 0, None
-    with gw.client(timeout=300).stream("POST", "/v1/execute", json={"code": FLOOD, "session_id": sid},
-                                       headers={"Accept": "application/x-ndjson"}) as r:
+    with gw.client(timeout=300).stream(
+        "POST", "/v1/execute", json={"code": FLOOD, "session_id": sid}, headers={"Accept": "application/x-ndjson"}
+    ) as r:
         for line in r.iter_lines():
             e = json.loads(line)
             if e["type"] == "stdout":
@@ -578,4 +666,3 @@ def test_token_is_required_even_with_local_host(gateway):
     # the Host/Origin check is in addition to the token, never instead of it
     r = httpx.post(gateway.url + "/v1/execute", json={"code": "1"}, headers={"Host": "localhost"})
     assert r.status_code == 401
-

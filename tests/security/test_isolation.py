@@ -130,8 +130,15 @@ def attack_code(body: str, **args) -> str:
     return PRELUDE + f"ARGS = json.loads({json.dumps(json.dumps(args))})\n" + body
 
 
-def attack(gw: RunningGateway, body: str, *, session_id: str | None = None, timeout: float = 60,
-           filename: str | None = None, **args) -> dict:
+def attack(
+    gw: RunningGateway,
+    body: str,
+    *,
+    session_id: str | None = None,
+    timeout: float = 60,
+    filename: str | None = None,
+    **args,
+) -> dict:
     """Run the attack and return its RESULT dict."""
     code = attack_code(body, **args)
     fields: dict = {"session_id": session_id} if session_id else {}
@@ -142,7 +149,7 @@ def attack(gw: RunningGateway, body: str, *, session_id: str | None = None, time
     res = r.json()
     lines = [ln for ln in res["stdout"].splitlines() if ln.startswith("RESULT:")]
     assert lines, f"the attack reported nothing: {res}"
-    return json.loads(lines[-1][len("RESULT:"):])
+    return json.loads(lines[-1][len("RESULT:") :])
 
 
 def cmdline(pid: int) -> list[str]:
@@ -196,7 +203,7 @@ def gw(tmp_path_factory) -> RunningGateway:
 
 # -- Gateway: the token ---------------------------------------------------------------
 
-TOKEN_HUNT = r'''
+TOKEN_HUNT = r"""
 token = ARGS["token_reversed"][::-1].encode()  # the code itself must not hold the token
 # positive control: a file of our own that holds the token must be found
 control = os.path.join(os.environ.get("TMPDIR") or "/tmp", "control-token")
@@ -217,7 +224,7 @@ report(control_found=control in fs_hits or os.path.realpath(control) in fs_hits,
        fs_hits=[h for h in fs_hits if os.path.realpath(h) != os.path.realpath(control)],
        fs_read=fs_read, fs_done=fs_done, proc_hits=proc_hits, pids=len(pids),
        runtime_files=runtime, secret_file=secret_file)
-'''
+"""
 
 
 def test_code_cannot_find_the_token(gw):
@@ -237,10 +244,12 @@ def test_code_cannot_find_the_token(gw):
 
 def test_code_in_bash_cannot_find_the_token(gw):
     sid = new_session(gw, "bash")
-    code = (f"T=$(printf %s '{gw.token[::-1]}' | rev)\n"  # the cell's script must not hold the token
-            "grep -l -a -F -e \"$T\" /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; "
-            "grep -r -l -a -F -e \"$T\" /tmp /run /dev/shm \"$HOME\" 2>/dev/null; "
-            "ls /proc | grep -c '^[0-9]'; echo END")
+    code = (
+        f"T=$(printf %s '{gw.token[::-1]}' | rev)\n"  # the cell's script must not hold the token
+        'grep -l -a -F -e "$T" /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; '
+        'grep -r -l -a -F -e "$T" /tmp /run /dev/shm "$HOME" 2>/dev/null; '
+        "ls /proc | grep -c '^[0-9]'; echo END"
+    )
     r = gw.execute(code, session_id=sid)
     lines = r["stdout"].split()
     assert lines[-1] == "END", r
@@ -268,7 +277,7 @@ def test_gateway_environ_has_no_token_from_the_host(gw):
 
 # -- Gateway: its process --------------------------------------------------------------
 
-PROCESS_ATTACK = r'''
+PROCESS_ATTACK = r"""
 out = {}
 for pid in ARGS["pids"]:
     r = {}
@@ -292,7 +301,7 @@ for pid in ARGS["pids"]:
         os.close(fd)
     out[str(pid)] = r
 report(targets=out)
-'''
+"""
 
 
 def test_code_cannot_ptrace_signal_or_pidfd_the_gateway(gw):
@@ -321,7 +330,7 @@ def test_code_cannot_ptrace_another_sessions_kernel(gw):
 
 def test_code_cannot_open_the_gateways_proc_files(gw):
     """/proc/<gateway>/{mem,environ,fd,maps,root} do not exist in the code's view."""
-    body = r'''
+    body = r"""
 pid = ARGS["pid"]
 report(mem=oserr(lambda: open(f"/proc/{pid}/mem", "rb").read(1)),
        environ=oserr(lambda: open(f"/proc/{pid}/environ", "rb").read()),
@@ -330,7 +339,7 @@ report(mem=oserr(lambda: open(f"/proc/{pid}/mem", "rb").read(1)),
        maps=oserr(lambda: open(f"/proc/{pid}/maps").read()),
        root=oserr(os.listdir, f"/proc/{pid}/root/"),
        own_environ=oserr(lambda: open("/proc/self/environ", "rb").read()))
-'''
+"""
     res = attack(gw, body, pid=gw.proc.pid)
     assert res["own_environ"] == "OK"  # control: /proc works
     for name in ("mem", "environ", "fd", "fd0", "maps", "root"):
@@ -346,10 +355,11 @@ def test_code_cannot_reach_the_gateways_socket(tmp_path):
     gw = start_gateway(tmp_path / "gw", "--uds", str(sock), "--pool-size", "0")
     try:
         before = sock.stat().st_ino
-        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://localhost",
-                              headers=gw.headers, timeout=60)
+        client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://localhost", headers=gw.headers, timeout=60
+        )
         gw.client = lambda **kw: client  # route attack() through the socket
-        body = r'''
+        body = r"""
 import socket
 path = ARGS["sock"]
 def connect():
@@ -358,7 +368,7 @@ def connect():
 report(stat=oserr(os.stat, path), rename=oserr(os.rename, path, path + ".x"),
        unlink=oserr(os.unlink, path), symlink=oserr(os.symlink, "/tmp", path + ".y"),
        listdir=oserr(os.listdir, os.path.dirname(path)), connect=oserr(connect))
-'''
+"""
         res = attack(gw, body, sock=str(sock))
         assert res["stat"] == res["rename"] == res["unlink"] == res["connect"] == "ENOENT", res
         assert res["listdir"] == "ENOENT", res
@@ -372,7 +382,7 @@ report(stat=oserr(os.stat, path), rename=oserr(os.rename, path, path + ".x"),
 
 # -- Gateway: skills -------------------------------------------------------------------
 
-SKILL_ATTACK = r'''
+SKILL_ATTACK = r"""
 out = {}
 for d in ARGS["dirs"]:
     name = "pdf-text-replace"
@@ -385,7 +395,7 @@ for d in ARGS["dirs"]:
     r["rename"] = oserr(os.rename, os.path.join(d, ARGS["existing"]), os.path.join(d, ARGS["fresh"] + "-moved"))
     out[d] = r
 report(dirs=out)
-'''
+"""
 
 
 def test_code_cannot_write_the_skills_dirs(gateway_factory, tmp_path):
@@ -486,8 +496,9 @@ def test_session_cannot_reach_another_sessions_kernel(gw):
     only its own, B's path does not exist, and B's sockets do not answer."""
     a, b = new_session(gw), new_session(gw)
     secret = secrets.token_hex(8)
-    r = gw.execute(f"secret_b = {secret!r}\nfrom ipykernel import get_connection_file\n"
-                   "print(get_connection_file())", session_id=b)
+    r = gw.execute(
+        f"secret_b = {secret!r}\nfrom ipykernel import get_connection_file\nprint(get_connection_file())", session_id=b
+    )
     b_file = r["stdout"].strip()
     with open(b_file) as f:  # read on the host, where it is
         b_info = json.load(f)
@@ -528,6 +539,7 @@ def test_script_cannot_plant_code_in_a_warm_kernel(gateway_factory):
 
 # -- Session: private files ---------------------------------------------------------------
 
+
 def test_sessions_private_files_are_private(gw):
     """Session A writes $HOME/secret and $TMPDIR/secret: session B and a script cannot read
     them (the paths do not exist in their view); /workspace is shared (control)."""
@@ -538,12 +550,14 @@ def test_sessions_private_files_are_private(gw):
         "paths = [os.path.join(os.environ['HOME'], 'secret'), os.path.join(tempfile.gettempdir(), 'secret')]\n"
         f"for p in paths:\n    open(p, 'w').write({word!r})\n"
         f"open('shared.txt', 'w').write({word!r})\n"
-        "print(json.dumps(paths))", session_id=a)
+        "print(json.dumps(paths))",
+        session_id=a,
+    )
     paths = json.loads(r["stdout"])
-    body = r'''
+    body = r"""
 res = {p: oserr(lambda: open(p).read()) for p in ARGS["paths"]}
 report(private=res, shared=open("shared.txt").read(), home=os.environ["HOME"])
-'''
+"""
     for sid in (b, None):
         res = attack(gw, body, session_id=sid, paths=paths)
         assert res["shared"] == word  # control: the workspace is shared
@@ -555,7 +569,7 @@ report(private=res, shared=open("shared.txt").read(), home=os.environ["HOME"])
 
 # -- Session: a script ends with everything it started --------------------------------------
 
-GRANDCHILD = r'''
+GRANDCHILD = r"""
 marker = ARGS["marker"]
 if os.fork() == 0:
     os.setsid()
@@ -574,7 +588,7 @@ for _ in range(50):
 report(started=os.path.exists(marker))
 if ARGS["hang"]:
     time.sleep(60)
-'''
+"""
 
 
 def test_double_forked_setsid_grandchild_dies_with_its_script(gw):
@@ -606,14 +620,20 @@ def test_json_client_that_disconnects_stops_its_code(gw):
     """A JSON-mode client that gives up (1 s read timeout) on `while True`: the code stops."""
     name = f"loop-{secrets.token_hex(4)}"
     marker = gw.workspace / name
-    code = ("import time\n"
-            "for _ in range(600):  # 60 s at most\n"
-            f"    with open({str(marker)!r}, 'a') as f:\n"
-            "        f.write('x\\n')\n"
-            "    time.sleep(0.1)\n")
+    code = (
+        "import time\n"
+        "for _ in range(600):  # 60 s at most\n"
+        f"    with open({str(marker)!r}, 'a') as f:\n"
+        "        f.write('x\\n')\n"
+        "    time.sleep(0.1)\n"
+    )
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(gw.url + "/v1/execute", json={"code": code, "timeout": 60, "filename": name + ".py"},
-                   headers=gw.headers, timeout=httpx.Timeout(10, read=1))
+        httpx.post(
+            gw.url + "/v1/execute",
+            json={"code": code, "timeout": 60, "filename": name + ".py"},
+            headers=gw.headers,
+            timeout=httpx.Timeout(10, read=1),
+        )
     assert marker.exists()
     first, second = growth(marker, settle=3.0)
     assert first == second, f"the code kept running after its client left: {first} -> {second} bytes"
@@ -622,9 +642,10 @@ def test_json_client_that_disconnects_stops_its_code(gw):
 
 # -- Host: bounded private /tmp and /dev/shm, no host environment, no setuid root ------------
 
+
 def test_cell_tmp_and_shm_are_bounded_and_vanish(gateway_factory):
     gw = gateway_factory("--pool-size", "0", "--cell-tmp-size", "16")
-    body = r'''
+    body = r"""
 def fill(path, mib):
     chunk = b"\0" * (1 << 20)
     with open(path, "wb") as f:
@@ -641,7 +662,7 @@ for d in ("/tmp", "/dev/shm"):
         except OSError:
             pass
 report(res=res)
-'''
+"""
     res = attack(gw, body)["res"]
     for d in ("/tmp", "/dev/shm"):
         assert res[d] == {"small": "OK", "big": "ENOSPC"}, res
@@ -654,11 +675,11 @@ def test_code_sees_no_host_environment(gateway_factory):
     /proc/*/environ visible to code (script, python or bash session) holds it."""
     value = "host-secret-" + secrets.token_hex(8)
     gw = gateway_factory("--pool-size", "0", env={"HOST_SECRET": value, "AWS_SECRET_ACCESS_KEY": value + "-aws"})
-    body = r'''
+    body = r"""
 hits, pids = proc_grep(ARGS["value"].encode())
 report(env=[k for k, v in os.environ.items() if ARGS["value"] in v], proc=hits, pids=len(pids),
        path="PATH" in os.environ)
-'''
+"""
     for sid in (None, new_session(gw)):
         res = attack(gw, body, session_id=sid, value=value)
         assert res["path"] and res["pids"] >= 1  # control: an environment and a /proc are there
@@ -674,17 +695,18 @@ def test_code_cannot_leave_a_setuid_root_file_in_the_workspace(gw):
     copy of `id` in the workspace. Here the gateway runs as root: a setuid file that code
     makes must not be a setuid-root file on the host."""
     name = f"suid-{secrets.token_hex(4)}"
-    body = r'''
+    body = r"""
 import shutil
 path = ARGS["name"]
 shutil.copy("/usr/bin/id", path)
 report(chmod=oserr(os.chmod, path, 0o4755), uid=os.getuid())
-'''
+"""
     res = attack(gw, body, name=name)
     st = (gw.workspace / name).stat()
     assert not (st.st_mode & stat.S_ISUID and st.st_uid == 0), (
         f"code (uid {res['uid']} in its cell) left a setuid-root file on the host: "
-        f"mode {oct(st.st_mode)} uid {st.st_uid}; {res}")
+        f"mode {oct(st.st_mode)} uid {st.st_uid}; {res}"
+    )
 
 
 def test_gateway_survives_the_attacks(gw):

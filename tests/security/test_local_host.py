@@ -30,8 +30,15 @@ def box(tmp_path_factory):
     (home / ".aws").mkdir()
     (home / ".aws" / "credentials").write_text(f"aws_secret_access_key = {HOST_SECRET}\n")
     env = cli_env(home, HOST_API_KEY=HOST_SECRET, PYTHONPATH=":", HOME=str(home))
-    up = subprocess.run(["coderunner", "up", "--runtime", "local"], env=env, cwd=home, capture_output=True, text=True,
-                        timeout=180, stdin=subprocess.DEVNULL)
+    up = subprocess.run(
+        ["coderunner", "up", "--runtime", "local"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
     assert up.returncode == 0, up.stderr
     env["_HOME"] = str(home)
     yield env
@@ -56,23 +63,35 @@ def test_no_process_of_the_sandbox_holds_the_callers_environment(box):
             continue
     assert leaked == []
     # and the code's side: everything it can read under /proc
-    code = ("import glob\nhits = []\nfor p in glob.glob('/proc/*/environ'):\n    try:\n"
-            f"        hits += [p] if {HOST_SECRET!r}.encode() in open(p, 'rb').read() else []\n"
-            "    except OSError:\n        pass\nprint(hits)")
+    code = (
+        "import glob\nhits = []\nfor p in glob.glob('/proc/*/environ'):\n    try:\n"
+        f"        hits += [p] if {HOST_SECRET!r}.encode() in open(p, 'rb').read() else []\n"
+        "    except OSError:\n        pass\nprint(hits)"
+    )
     assert cr(box, "exec", "-c", code, check=0).stdout == "[]\n"
 
 
 def test_an_empty_pythonpath_entry_does_not_expose_the_home(box):
-    r = cr(box, "exec", "-c", f"import os\nprint(os.path.exists({box['_HOME']!r}))\n"
-           f"open({box['_HOME'] + '/.aws/credentials'!r})", check=1)
+    r = cr(
+        box,
+        "exec",
+        "-c",
+        f"import os\nprint(os.path.exists({box['_HOME']!r}))\nopen({box['_HOME'] + '/.aws/credentials'!r})",
+        check=1,
+    )
     assert r.stdout == "False\n"
     assert "FileNotFoundError" in r.stderr and HOST_SECRET not in r.stdout + r.stderr
 
 
 def test_setuid_files_left_in_the_workspace_are_not_root_s(box):
     name = f"suid-{uuid.uuid4().hex}"
-    cr(box, "exec", "-c", f"import os, shutil\nshutil.copy('/usr/bin/id', {name!r})\nos.chmod({name!r}, 0o4755)",
-       check=0)
+    cr(
+        box,
+        "exec",
+        "-c",
+        f"import os, shutil\nshutil.copy('/usr/bin/id', {name!r})\nos.chmod({name!r}, 0o4755)",
+        check=0,
+    )
     st = (Path(box["CODERUNNER_HOME"]) / "workspace" / name).stat()
     assert st.st_uid != 0, "the sandbox's uid maps to host root: a setuid-root binary was left behind"
     if os.getuid() != 0:
@@ -80,10 +99,12 @@ def test_setuid_files_left_in_the_workspace_are_not_root_s(box):
 
 
 def test_tmp_and_shm_are_bounded_and_die_with_the_script(box):
-    code = ("import errno, os\nfor d in ('/tmp', '/dev/shm'):\n    fd = os.open(d + '/big', os.O_CREAT | os.O_WRONLY)\n"
-            "    try:\n        os.posix_fallocate(fd, 0, 3 << 30)\n        print(d, 'allocated')\n"
-            "    except OSError as e:\n        print(d, errno.errorcode[e.errno])\n"
-            "    os.close(fd)\nopen('/tmp/left-behind', 'w').write('x')")
+    code = (
+        "import errno, os\nfor d in ('/tmp', '/dev/shm'):\n    fd = os.open(d + '/big', os.O_CREAT | os.O_WRONLY)\n"
+        "    try:\n        os.posix_fallocate(fd, 0, 3 << 30)\n        print(d, 'allocated')\n"
+        "    except OSError as e:\n        print(d, errno.errorcode[e.errno])\n"
+        "    os.close(fd)\nopen('/tmp/left-behind', 'w').write('x')"
+    )
     assert cr(box, "exec", "-c", code, check=0).stdout == "/tmp ENOSPC\n/dev/shm ENOSPC\n"
     assert cr(box, "exec", "-c", "import os; print(os.path.exists('/tmp/left-behind'))", check=0).stdout == "False\n"
 
@@ -93,16 +114,19 @@ def test_shell_cannot_type_into_the_callers_terminal(box):
     into the caller's terminal after an `exit`, they would be run by the caller's own
     shell, as the user, on the host: that terminal must never be the sandbox's."""
     marker = f"pwned-{uuid.uuid4().hex}"
-    attack = ("python3 -c \"import fcntl, termios\n"
-              f"for c in 'exit\\\\necho {marker}\\\\n': fcntl.ioctl(0, termios.TIOCSTI, c.encode())\"\n")
+    attack = (
+        'python3 -c "import fcntl, termios\n'
+        f"for c in 'exit\\\\necho {marker}\\\\n': fcntl.ioctl(0, termios.TIOCSTI, c.encode())\"\n"
+    )
     master, slave = os.openpty()
 
     def as_terminal() -> None:  # the slave becomes the controlling terminal, as in a login shell
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen(["coderunner", "shell"], env=box, stdin=slave, stdout=slave, stderr=slave,
-                            preexec_fn=as_terminal)
+    proc = subprocess.Popen(
+        ["coderunner", "shell"], env=box, stdin=slave, stdout=slave, stderr=slave, preexec_fn=as_terminal
+    )
     out = b""
     sent = False
     deadline = time.monotonic() + 60
@@ -145,8 +169,11 @@ def test_chromium_runs_in_a_cell_not_as_the_gateway(box):
     def ns(pid: int) -> str:
         return os.readlink(f"/proc/{pid}/ns/pid")
 
-    procs = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in sandbox_pids(box)[1:]
-             if Path(f"/proc/{pid}/cmdline").exists()}
+    procs = {
+        pid: Path(f"/proc/{pid}/cmdline").read_bytes()
+        for pid in sandbox_pids(box)[1:]
+        if Path(f"/proc/{pid}/cmdline").exists()
+    }
     [gateway] = [p for p, c in procs.items() if b"coderunner_gateway" in c.split(b"\0")[:3]]
     chromes = [p for p, c in procs.items() if b"chromium" in c.split(b"\0")[0]]
     assert chromes, "no Chromium ran"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Crop and/or rotate an image.
 
-    crop_rotate.py IN OUT [--crop L,T,R,B] [--rotate DEGREES] [--no-expand]
+crop_rotate.py IN OUT [--crop L,T,R,B] [--rotate DEGREES] [--no-expand]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Replace text in a PDF's text-showing operators; write a new PDF.
 
-    replace_text.py IN.pdf OUT.pdf --find OLD --replace NEW [--find ... --replace ...] [--pages 1,3]
+replace_text.py IN.pdf OUT.pdf --find OLD --replace NEW [--find ... --replace ...] [--pages 1,3]
 """
 
 from __future__ import annotations
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"page {number}: {counter[0]} replacement(s)")
         total += counter[0]
     if total == 0:
-        print("no replacements: the text was not found as plain strings in the PDF's text operators",
-              file=sys.stderr)
+        print("no replacements: the text was not found as plain strings in the PDF's text operators", file=sys.stderr)
         return 1
     with open(args.output, "wb") as f:
         writer.write(f)
