@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from .app import MAX_HEADER_BYTES, create_app, guarded_protocol
+    from .app import create_app
+    from .http_guard import MAX_HEADER_BYTES, guarded_protocol
 
     if settings.token is None and not args.uds:
         sys.exit(
