@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends import Backend, start_backend
 from .errors import Conflict, SessionNotFound, TooManySessions, Unavailable
 from .events import Sink
-from .kernels import Backend, KernelPool, start_backend
-from .outcome import Outcome
+from .kernel_pool import KernelPool
+from .outcome import EXIT_DIED, Outcome
 from .settings import Settings
 
 log = logging.getLogger("coderunner_gateway")
@@ -138,7 +139,7 @@ class SessionManager:
         try:
             async with session.lock:
                 if self.sessions.get(session.id) is not session:
-                    return Outcome("died", 137, "the session was deleted before this execution ran")
+                    return Outcome("died", EXIT_DIED, "the session was deleted before this execution ran")
                 session.last_used = time.time()
                 session.executions += 1
                 backend = session.backend
@@ -154,13 +155,16 @@ class SessionManager:
                         raise
                     # restarted by a request while this ran (its channels closed under it)
                     return Outcome(
-                        "died", 137, "the session was restarted while this ran; its state was reset", state_lost=True
+                        "died",
+                        EXIT_DIED,
+                        "the session was restarted while this ran; its state was reset",
+                        state_lost=True,
                     )
                 if outcome.state_lost or not await backend.is_alive():
                     if session.backend is not backend:  # restarted by a request while this ran
                         outcome = Outcome(
                             "died",
-                            137,
+                            EXIT_DIED,
                             "the session was restarted while this ran; its state was reset",
                             state_lost=True,
                         )

@@ -1,4 +1,5 @@
-"""The coderunner-gateway distribution carries the built-in skills and leaves no build/ behind."""
+"""The coderunner-gateway distribution carries the built-in skills and the programs it sends to
+kernels, interpreters and pages, and leaves no build/ behind."""
 
 from __future__ import annotations
 
@@ -18,10 +19,20 @@ SKILL_FILES = (
     "image-crop-rotate/SKILL.md",
     "image-crop-rotate/scripts/crop_rotate.py",
 )
+PROGRAMS = (
+    "kernel_init.py",
+    "kernel_init_after.py",
+    "script_bootstrap.py",
+    "script_waiter.py",
+    "text.js",
+    "markdown.js",
+    "html.js",
+    "links.js",
+)
 
 
 @pytest.mark.timeout(600)
-def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_clean(tmp_path):
+def test_a_wheel_of_the_gateway_holds_the_public_skills_and_programs_and_the_checkout_stays_clean(tmp_path):
     # a copy, so that whatever the build leaves is seen here and not in the checkout
     src = tmp_path / "container_image"
     shutil.copytree(
@@ -46,6 +57,25 @@ def test_a_wheel_of_the_gateway_holds_the_public_skills_and_the_checkout_stays_c
     names = set(zipfile.ZipFile(wheel).namelist())
     for rel in SKILL_FILES:
         assert f"coderunner_gateway/public_skills/{rel}" in names, sorted(names)
+    for name in PROGRAMS:
+        assert f"coderunner_gateway/programs/{name}" in names, sorted(names)
+    # installed from the wheel alone (not this checkout), the gateway reads its programs
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import coderunner_gateway.programs as p; "
+        "assert p.__file__.startswith(sys.argv[1]), p.__file__; "
+        "print(len([n for n in sys.argv[2:] if p.load(n).strip()]))"
+    )
+    loaded = subprocess.run(  # -S: no site-packages, so not the editable install of this checkout
+        [sys.executable, "-S", "-c", probe, str(site), *PROGRAMS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == str(len(PROGRAMS)), loaded.stderr
     assert inputs() == before, "the build left files in build/"
 
 
