@@ -9,6 +9,7 @@ sandboxes. (pytest merges ``testpaths = tests/unit tests`` into tree order, wher
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -16,16 +17,21 @@ import pytest
 
 from coderunner_cli import paths
 
+_homes = itertools.count()
+
 
 @pytest.fixture(autouse=True)
-def isolated_paths(tmp_path, monkeypatch):
+def isolated_paths(tmp_path_factory, monkeypatch):
+    """A fresh home per test (one mkdir: cheaper than tmp_path, which most tests never use)."""
+    home = tmp_path_factory.getbasetemp() / f"home{next(_homes)}"
+    home.mkdir()
     for key in [k for k in os.environ if k.startswith("CODERUNNER_")]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("CODERUNNER_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("CODERUNNER_CONFIG", str(tmp_path / "coderunner.config"))
-    monkeypatch.setenv("CODERUNNER_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("CODERUNNER_HOME", str(home / "state"))
+    monkeypatch.setenv("CODERUNNER_CONFIG", str(home / "coderunner.config"))
+    monkeypatch.setenv("CODERUNNER_OUTPUTS", str(home / "outputs"))
     paths.use_sandbox(None)
-    yield
+    yield home
     paths.use_sandbox(None)
 
 
