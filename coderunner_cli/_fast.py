@@ -57,7 +57,204 @@ def parse(argv: list[str]) -> dict | None:
     return opts
 
 
+EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}  # as commands/exec_.py's
+SANDBOX_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}"  # paths.SANDBOX_NAME (a name it refuses goes there)
+
+
+def _gateway(name: str | None) -> tuple[str, str | None, bool] | None:
+    """client.discover()'s URL, token and whether they came from `coderunner up`'s state, read
+    without pathlib or dataclasses; None when anything is off (the full client says what)."""
+    import os
+    import re
+
+    name = name or os.environ.get("CODERUNNER_SANDBOX") or "default"
+    if not re.fullmatch(SANDBOX_NAME, name):
+        return None
+    url = os.environ.get("CODERUNNER_URL")
+    if url:
+        return url.rstrip("/"), os.environ.get("CODERUNNER_TOKEN"), False
+    import json
+
+    home = os.environ.get("CODERUNNER_HOME")
+    if not home:  # paths.home()
+        from platformdirs import user_state_dir
+
+        home = user_state_dir("coderunner", appauthor=False)
+    folder = home if name == "default" else os.path.join(home, "sandboxes", name)
+    try:
+        with open(os.path.join(folder, "state.json"), "rb") as f:
+            state = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    url = state.get("url") if isinstance(state, dict) else None
+    if not isinstance(url, str) or not all(isinstance(state.get(k), str) for k in ("runtime", "name")):
+        return None
+    token = os.environ.get("CODERUNNER_TOKEN")
+    if not token:
+        try:
+            with open(os.path.join(folder, "secrets", "token"), encoding="utf-8") as f:
+                token = f.read().strip() or None
+        except FileNotFoundError:
+            token = None
+        except (OSError, ValueError):
+            return None
+    return url, token, True
+
+
+def lean(opts: dict) -> int | None:
+    """A script run (no --session) as commands/exec_.run does it, on a raw HTTP request (:mod:`._http`):
+    the exit code, or None before anything happened when the case is not a plain one (exec_.run then
+    runs it, and says any error in its own words)."""
+    import os
+
+    from . import _http
+
+    code, target, args, lang, timeout = opts["code"], opts["target"], opts["args"], opts["lang"], opts["timeout"]
+    if opts["session"] is not None or lang not in (None, "python", "bash"):
+        return None
+    if timeout is not None and not timeout > 0:
+        return None
+    if code is not None and target is not None:
+        args, target = [target, *args], None
+    filename = None
+    if code is not None:
+        language = lang or "python"
+    elif target is None or target == "-":
+        return None
+    else:
+        filename = os.path.basename(target)
+        language = lang or EXTENSIONS.get(os.path.splitext(filename)[1].lower())
+        if language is None:
+            return None  # a #! line, or no language: exec_ decides
+        try:
+            with open(target, encoding="utf-8") as f:
+                code = f.read()
+        except (OSError, ValueError):
+            return None
+    found = _gateway(opts["name"])
+    if found is None:
+        return None
+    url, token, from_state = found
+    where = _http.address(url)
+    if where is None:
+        return None
+    # commands/exec_.run from here on: stdin, the request (client._execute_body), the events
+    import json
+
+    stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
+    body: dict = {"code": code}
+    if stdin is not None:
+        try:
+            stdin = stdin.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
+            stdin = None
+    for key, value in (
+        ("timeout", timeout),
+        ("language", language),
+        ("argv", args or None),
+        ("stdin", stdin),
+        ("filename", filename),
+    ):
+        if value is not None:
+            body[key] = value
+    headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    payload = json.dumps(body).encode()
+    sock = None
+    try:
+        for attempt in (0, 1):
+            try:
+                sock, resp = _http.request(where, "POST", "/v1/execute", payload, headers)
+                break
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                if attempt:  # as CodeRunner: one retry on a fresh connection
+                    raise _transport(url, from_state, exc) from exc
+            except OSError as exc:
+                raise _transport(url, from_state, exc) from exc
+        if resp.status >= 400:
+            from .client import _Base
+
+            try:
+                raw = resp.read()
+            except OSError as exc:
+                raise _transport(url, from_state, exc) from exc
+            raise _Base._error(None, resp.status, raw)
+        return _events(resp, target, url, from_state)
+    except KeyboardInterrupt:
+        if sock is not None:
+            sock.close()  # closing the stream kills a script
+        print("coderunner: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _events(resp, target: str | None, url: str, from_state: bool) -> int:
+    import json
+
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    exit_code = 1
+    script_error = None
+    saver = None
+    lines = resp.lines()
+    while True:
+        try:
+            line = next(lines, None)
+        except OSError as exc:
+            raise _transport(url, from_state, exc) from exc
+        if line is None:
+            return exit_code
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        kind = event.get("type")
+        if kind in ("stdout", "stderr"):
+            stream = out if kind == "stdout" else err
+            if "b64" in event:
+                import base64
+
+                stream.write(base64.b64decode(event["b64"]))
+            else:
+                stream.write(event.get("text", "").encode("utf-8", "surrogatepass"))
+            stream.flush()
+        elif kind in ("display", "result"):
+            if saver is None:
+                from .commands.exec_ import _OutputSaver
+
+                saver = _OutputSaver(None)
+            saver.save(event)
+        elif kind == "error":
+            script_error = event
+        elif kind == "done":
+            exit_code = int(event.get("exit_code", 1))
+            if event.get("message") and event.get("status") != "ok":
+                print(f"coderunner: {event['message']}", file=sys.stderr)
+            if script_error is not None and target not in (None, "-"):
+                from .commands.exec_ import missing_sibling_hint
+
+                if hint := missing_sibling_hint(target, script_error):
+                    print(hint, file=sys.stderr)
+
+
+def _transport(url: str, from_state: bool, exc: BaseException):
+    """The client's words for a failed connection (client._Base._transport)."""
+    from .client import CodeRunner
+
+    cr = CodeRunner.__new__(CodeRunner)
+    cr.url, cr.token, cr.timeout, cr._from_state = url, None, None, from_state
+    return cr._transport(exc)
+
+
 def main() -> None:
+    if sys.argv[1:] in ([], ["--help"], ["-h"]):  # the top-level help, kept from the Typer CLI's (_help.py)
+        from . import _help
+
+        return _help.main(sys.argv[1:])
     opts = parse(sys.argv[1:])
     if opts is None:
         from .app import main as full
@@ -71,19 +268,21 @@ def main() -> None:
         opts["name"] = os.environ.get("CODERUNNER_SANDBOX") or None
     # what app.py's _user_errors and main() do around the exec command
     try:
-        from . import paths
-        from .commands.exec_ import run
+        code = lean(opts)
+        if code is None:
+            from . import paths
+            from .commands.exec_ import run
 
-        paths.use_sandbox(opts["name"])
-        code = run(
-            opts["target"],
-            opts["args"],
-            code=opts["code"],
-            session=opts["session"],
-            timeout=opts["timeout"],
-            lang=opts["lang"],
-            outputs=None,
-        )
+            paths.use_sandbox(opts["name"])
+            code = run(
+                opts["target"],
+                opts["args"],
+                code=opts["code"],
+                session=opts["session"],
+                timeout=opts["timeout"],
+                lang=opts["lang"],
+                outputs=None,
+            )
     except CoderunnerError as exc:
         from .app import cli_words
 

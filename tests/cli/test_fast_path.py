@@ -1,8 +1,10 @@
-"""`coderunner exec` without typer: the entry point's hand parser answers exactly as the full CLI does.
+"""`coderunner exec` and the top-level help without typer: the entry point answers exactly as the full CLI does.
 
 Each command line runs twice against one real local sandbox: through the installed `coderunner`
 (the fast path) and through app.main (the Typer CLI); stdout, stderr and exit code must match.
-The plain forms must also import no typer, rich or click (`python -X importtime`).
+The plain forms must also import no typer, rich or click (`python -X importtime`); a plain script
+exec imports no http.client either (its one request goes over a raw socket, _http.py). The help
+comes from a cache the Typer CLI fills (_help.py): the same bytes, re-rendered when anything changes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ pytestmark = needs_bwrap
 FULL_CLI = "import sys; sys.argv[0] = 'coderunner'; from coderunner_cli.app import main; main()"
 SCRIPT = "import sys\nprint(sys.argv[1:], sys.stdin.read())\nprint('err', file=sys.stderr)\nsys.exit(3)\n"
 HEAVY = re.compile(r"\|\s+(typer|rich|click)(\.|$)", re.M)
+HTTP_CLIENT = re.compile(r"\|\s+(http\.client|email|ssl|pathlib|dataclasses)$", re.M)
 
 # (argv after `coderunner`, stdin, kind): "fast" must import no typer/rich/click; "error" is parsed
 # by the fast path but says a CoderunnerError as the CLI does; "full" is handed to the Typer CLI
@@ -49,6 +52,18 @@ CASES = [
     (["exec", "--", "{script}"], None, "full"),
     (["exec", "--help"], None, "full"),
     (["--version"], None, "full"),
+    (["exec", "--timeout=5", "-c", "import sys; print(sys.argv)", "a", "-b"], None, "lean"),
+    (["exec", "-c", "import sys; print(sys.stdin.read()[::-1])"], "abc", "lean"),
+    (["exec", "-c", "print('\\u00e9t\\u00e9', end='')"], None, "lean"),
+    (["exec", "{script}", "x", "y"], "in", "lean"),
+    (["exec", "-l", "bash", "{script_sh}", "z"], None, "lean"),
+    (["exec", "-c", "import nosuchmodule"], None, "lean"),
+    (["exec", "{missing_sibling}"], None, "fast"),
+    (["exec", "-c", "import matplotlib.pyplot as p; p.plot([1, 2]); p.show()"], None, "fast"),
+    (["exec", "{no_ext}"], None, "fast"),
+    (["--help"], None, "help"),
+    (["-h"], None, "help"),
+    ([], None, "help"),
 ]
 
 
@@ -68,27 +83,46 @@ def _run(cmd: list[str], env: dict[str, str], stdin: str | None, cwd) -> subproc
 @pytest.fixture(scope="module")
 def script(sandbox, tmp_path_factory):
     cr(sandbox, "session", "new", "fastpath", check=0)
-    path = tmp_path_factory.mktemp("fast") / "show.py"
+    folder = tmp_path_factory.mktemp("fast")
+    path = folder / "show.py"
     path.write_text(SCRIPT)
+    (folder / "show.sh").write_text('echo "bash $1"; exit 4\n')
+    (folder / "helper.py").write_text("X = 1\n")
+    (folder / "uses_helper.py").write_text("import helper\n")
+    (folder / "tool").write_text("#!/usr/bin/env python3\nprint('shebang')\n")
     return path
 
 
-@pytest.mark.parametrize(("argv", "stdin", "kind"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def _argv(argv: list[str], script) -> list[str]:
+    names = {
+        "{script}": script,
+        "{script_sh}": script.with_name("show.sh"),
+        "{missing_sibling}": script.with_name("uses_helper.py"),
+        "{no_ext}": script.with_name("tool"),
+    }
+    return [str(names.get(a, a)).replace("{script}", str(script)) for a in argv]
+
+
+@pytest.mark.parametrize(("argv", "stdin", "kind"), CASES, ids=[" ".join(c[0]) or "(none)" for c in CASES])
 def test_fast_path_answers_as_the_full_cli(sandbox, script, argv, stdin, kind):
-    argv = [a.replace("{script}", str(script)) for a in argv]
+    argv = _argv(argv, script)
     entry = shutil.which("coderunner", path=sandbox["PATH"])
     full = _run([sys.executable, "-c", FULL_CLI, *argv], sandbox, stdin, script.parent)
     fast = _run([entry, *argv], sandbox, stdin, script.parent)
     cell = re.compile(r"Cell In\[\d+\]")  # a session's kernel counts its executions
-    assert (fast.returncode, fast.stdout, cell.sub("Cell", fast.stderr)) == (
+    outputs = re.compile(r"output-\d+-")  # saved outputs are named by the CLI's pid
+    assert (fast.returncode, fast.stdout, outputs.sub("output-", cell.sub("Cell", fast.stderr))) == (
         full.returncode,
         full.stdout,
-        cell.sub("Cell", full.stderr),
+        outputs.sub("output-", cell.sub("Cell", full.stderr)),
     )
-    if kind == "fast":
+    if kind in ("fast", "lean", "help"):  # help: the second call, from the cache
         timed = _run([sys.executable, "-X", "importtime", entry, *argv], sandbox, stdin, script.parent)
         assert timed.returncode == full.returncode
         assert not HEAVY.findall(timed.stderr), f"imported on the fast path: {set(HEAVY.findall(timed.stderr))}"
+        if kind == "lean":  # after site.py (an editable install's finder imports pathlib there)
+            ours = timed.stderr.split("| site\n", 1)[-1]
+            assert not HTTP_CLIENT.findall(ours), set(HTTP_CLIENT.findall(ours))
 
 
 def test_python_m_runs_the_fast_path(sandbox):
@@ -97,3 +131,44 @@ def test_python_m_runs_the_fast_path(sandbox):
     )
     assert proc.returncode == 0 and proc.stdout == "9\n", proc.stderr[-2000:]
     assert not HEAVY.findall(proc.stderr)
+
+
+@pytest.mark.parametrize("columns", ["200", "60", "", "30"])
+def test_kept_help_is_the_typer_help_byte_for_byte(tmp_path, columns):
+    """Rendered, then kept: both calls print exactly what the Typer CLI prints, in any width."""
+    from tests.cli.conftest import cli_env
+
+    env = cli_env(tmp_path, COLUMNS=columns)
+    entry = shutil.which("coderunner", path=env["PATH"])
+    for argv in ([], ["--help"], ["-h"]):
+        full = subprocess.run([sys.executable, "-c", FULL_CLI, *argv], env=env, capture_output=True, timeout=60)
+        first = subprocess.run([entry, *argv], env=env, capture_output=True, timeout=60)
+        kept = subprocess.run([sys.executable, "-X", "importtime", entry, *argv], env=env, capture_output=True)
+        expect = (full.returncode, full.stdout, full.stderr)
+        assert (first.returncode, first.stdout, first.stderr) == expect
+        timing = kept.stderr.decode()
+        assert not HEAVY.findall(timing), "the second call rendered the help again"
+        body = "\n".join(line for line in timing.splitlines() if not line.startswith("import time:"))
+        assert (kept.returncode, kept.stdout, body.encode() + (b"\n" if body else b"")) == expect
+    assert len(list((tmp_path / "state" / "cache").iterdir())) == 3
+
+
+def test_kept_help_is_dropped_when_a_file_it_came_from_changes(tmp_path, monkeypatch):
+    from coderunner_cli import _help
+
+    monkeypatch.setenv("CODERUNNER_HOME", str(tmp_path))
+    source = tmp_path / "module.py"
+    source.write_text("HELP = 1\n")
+    st = source.stat()
+    k = _help.key(["--help"])
+    _help.store(k, [(str(source), st.st_mtime_ns, st.st_size)], b"help\n", b"", 0)
+    assert _help.load(k) == (b"help\n", b"", 0)
+    assert _help.load(_help.key(["-h"])) is None
+    source.write_text("HELP = 22\n")
+    assert _help.load(k) is None
+    # what a render records: the CLI's own modules and typer's (an edit to either renders again)
+    files, out, err, code = _help.render(["--help"])
+    paths = {f[0] for f in files}
+    assert any(p.endswith("coderunner_cli/app.py") for p in paths)
+    assert any("/typer/" in p for p in paths)
+    assert code == 0 and b"[OPTIONS] COMMAND [ARGS]..." in out and err == b""
