@@ -77,6 +77,14 @@ def test_dumps_then_parse_gives_every_value_back():
         assert text.count("\n") == 3, f"{value!r}: one line per value, a newline in a value is escaped"
 
 
+def test_any_character_but_nul_round_trips_alone_and_between_others():
+    chars = [chr(c) for c in range(1, 0x800)] + ["\u2028", "\u2029", "\ufeff", "\ue000", "\U0001f600", "\U0010ffff"]
+    for c in chars:
+        for value in (c, f"a{c}b"):
+            env = {"KEY": value, "NEXT": "after"}
+            assert config.parse(config.dumps(env)) == env, f"{value!r} written as {config.dumps(env)!r}"
+
+
 def test_values_are_quoted_only_when_needed():
     assert config.quote("sk-abc_123.x/y:z") == "sk-abc_123.x/y:z"
     assert config.quote("two words") == "'two words'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,12 @@ def api(tmp_path_factory):
     (skills / "demo" / "SKILL.md").write_text("---\nname: demo\ndescription: A demo\n---\nUse it.\n")
     (skills / "demo" / "notes.txt").write_text("notes")
     (base / "secret.txt").write_text("outside")
+    (skills / "demo" / "leak.txt").symlink_to(base / "secret.txt")
+    with zipfile.ZipFile(skills / "zipped.zip", "w") as zf:
+        zf.writestr("zipped/SKILL.md", "---\nname: zipped\ndescription: From a zip\n---\nbody\n")
+    with zipfile.ZipFile(skills / "evil.zip", "w") as zf:
+        zf.writestr("SKILL.md", "---\nname: evil\ndescription: d\n---\n")
+        zf.writestr("../../escaped.txt", "x")
     jail = make_jail(JailConfig(mode="none", runtime_dir=str(runtime_dir), workspace=str(workspace)))
     settings = Settings(
         workspace=str(workspace),
@@ -250,14 +257,18 @@ def test_the_browser_refuses_other_schemes(api, url):
 # -- skills ------------------------------------------------------------------------
 def test_skills_are_listed_and_their_files_confined(api):
     skills = api.request("GET", "/v1/skills").json()["skills"]
-    assert [(s["name"], s["source"]) for s in skills] == [("demo", "user")]
+    assert sorted((s["name"], s["source"]) for s in skills) == [("demo", "user"), ("zipped", "user")]
+    assert not list(api.workspace.parent.rglob("escaped.txt")), "a zip with ../ is not unpacked"
     detail = api.request("GET", "/v1/skills/demo").json()
     assert detail["instructions"] == "Use it.\n" and detail["files"] == ["SKILL.md", "notes.txt"]
     assert api.request("GET", "/v1/skills/demo/files/notes.txt").text == "notes"
+    assert api.request("GET", "/v1/skills/zipped").json()["instructions"] == "body\n"
     assert api.error("GET", "/v1/skills/nope", 404)["code"] == "skill_not_found"
+    assert api.error("GET", "/v1/skills/evil", 404)["code"] == "skill_not_found"
     assert api.error("GET", "/v1/skills/demo/files/missing.txt", 404)["code"] == "file_not_found"
-    err = api.error("GET", "/v1/skills/demo/files/%2E%2E/%2E%2E/secret.txt", 403)
-    assert err["code"] == "path_outside_skill"
+    for path in ("%2E%2E/%2E%2E/secret.txt", "leak.txt"):
+        err = api.error("GET", f"/v1/skills/demo/files/{path}", 403)
+        assert err["code"] == "path_outside_skill", path
 
 
 # -- files ------------------------------------------------------------------------
