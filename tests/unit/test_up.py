@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -160,8 +161,15 @@ def runtimes(monkeypatch):
     def resolve(flag: str | None = None) -> tuple[FakeRuntime, str]:
         return (get(flag), "--runtime") if flag else (next(iter(installed.values())), "auto-detected")
 
-    monkeypatch.setattr(sandbox, "get", get)
-    monkeypatch.setattr(sandbox, "resolve", resolve)
+    # wherever the lifecycle code looks them up: the runtimes package, and any module that imported them
+    import coderunner_cli.runtimes as registry
+
+    real = {"get": registry.get, "resolve": registry.resolve}
+    for module in [m for name, m in sys.modules.items() if name.startswith("coderunner_cli") and m is not None]:
+        for attr, fake_fn in (("get", get), ("resolve", resolve)):
+            if getattr(module, attr, None) is real[attr]:
+                monkeypatch.setattr(module, attr, fake_fn)
+    assert sandbox.get is get and sandbox.resolve is resolve
 
     def add(runtime: FakeRuntime) -> FakeRuntime:
         installed[runtime.name] = runtime
