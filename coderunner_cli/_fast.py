@@ -58,22 +58,26 @@ def parse(argv: list[str]) -> dict | None:
 
 
 EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}  # as commands/exec_.py's
-SANDBOX_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}"  # paths.SANDBOX_NAME (a name it refuses goes there)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _plain_name(name: str) -> bool:
+    """paths.SANDBOX_NAME's test without ``re`` (a name it refuses goes to paths, which says why)."""
+    return 0 < len(name) <= 40 and name[0] not in "_.-" and _NAME_CHARS.issuperset(name)
 
 
 def _gateway(name: str | None) -> tuple[str, str | None, bool] | None:
     """client.discover()'s URL, token and whether they came from `coderunner up`'s state, read
     without pathlib or dataclasses; None when anything is off (the full client says what)."""
     import os
-    import re
 
     name = name or os.environ.get("CODERUNNER_SANDBOX") or "default"
-    if not re.fullmatch(SANDBOX_NAME, name):
+    if not _plain_name(name):
         return None
     url = os.environ.get("CODERUNNER_URL")
     if url:
         return url.rstrip("/"), os.environ.get("CODERUNNER_TOKEN"), False
-    import json
+    from ._http import loads
 
     home = os.environ.get("CODERUNNER_HOME")
     if not home:  # paths.home()
@@ -83,7 +87,7 @@ def _gateway(name: str | None) -> tuple[str, str | None, bool] | None:
     folder = home if name == "default" else os.path.join(home, "sandboxes", name)
     try:
         with open(os.path.join(folder, "state.json"), "rb") as f:
-            state = json.loads(f.read())
+            state = loads(f.read())
     except (OSError, ValueError):
         return None
     url = state.get("url") if isinstance(state, dict) else None
@@ -139,17 +143,15 @@ def lean(opts: dict) -> int | None:
     if where is None:
         return None
     # commands/exec_.run from here on: stdin, the request (client._execute_body), the events
-    import json
-
     stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
     body: dict = {"code": code}
     if stdin is not None:
         try:
             stdin = stdin.decode("utf-8")
         except UnicodeDecodeError:
-            import base64
+            import binascii  # base64.b64encode without base64's imports
 
-            body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
+            body["stdin_b64"] = binascii.b2a_base64(stdin, newline=False).decode("ascii")
             stdin = None
     for key, value in (
         ("timeout", timeout),
@@ -163,7 +165,7 @@ def lean(opts: dict) -> int | None:
     headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    payload = json.dumps(body).encode()
+    payload = _http.dumps(body).encode()
     sock = None
     try:
         for attempt in (0, 1):
@@ -195,7 +197,7 @@ def lean(opts: dict) -> int | None:
 
 
 def _events(resp, target: str | None, url: str, from_state: bool) -> int:
-    import json
+    from ._http import loads
 
     out, err = sys.stdout.buffer, sys.stderr.buffer
     exit_code = 1
@@ -211,14 +213,14 @@ def _events(resp, target: str | None, url: str, from_state: bool) -> int:
             return exit_code
         if not line.strip():
             continue
-        event = json.loads(line)
+        event = loads(line)
         kind = event.get("type")
         if kind in ("stdout", "stderr"):
             stream = out if kind == "stdout" else err
             if "b64" in event:
-                import base64
+                import binascii  # base64.b64decode
 
-                stream.write(base64.b64decode(event["b64"]))
+                stream.write(binascii.a2b_base64(event["b64"]))
             else:
                 stream.write(event.get("text", "").encode("utf-8", "surrogatepass"))
             stream.flush()

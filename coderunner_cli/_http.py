@@ -6,11 +6,78 @@ neither. Only ``http://`` and ``unix:`` URLs: the caller takes anything else to 
 Failures raise the ``OSError`` that ``http.client`` would have met (a connection closed before
 or during the answer is a ``ConnectionResetError``), so the client's :func:`_reason` words them
 alike.
+
+Start-up is what this saves, so it imports the C halves of the standard library only: ``_socket``
+(``socket`` pulls in ``enum`` and ``selectors``) and ``_json`` (``json`` pulls in ``re``):
+:func:`dumps` and :func:`loads` give ``json.dumps``'s exact text and ``json.loads``'s values for what
+the fast path sends and reads, and fall back to ``json`` where ``_json`` is missing.
 """
 
 from __future__ import annotations
 
-import socket
+import _socket as socket
+
+try:
+    from _json import encode_basestring_ascii as _string
+    from _json import make_scanner as _make_scanner
+except ImportError:  # another Python: the module itself
+    _string = _make_scanner = None
+
+
+class _Context:  # what _json's scanner reads from a json.JSONDecoder (json.loads' defaults)
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+    memo: dict = {}
+
+
+_scan = _make_scanner(_Context()) if _make_scanner is not None else None
+
+
+def loads(line: bytes):
+    """``json.loads(line)`` for one NDJSON line."""
+    text = line.decode("utf-8", "surrogatepass").strip(" \t\n\r")
+    if _scan is None:
+        import json
+
+        return json.loads(text)
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        import json
+
+        return json.loads(text)  # raises json's own error
+    return value
+
+
+def dumps(body: dict) -> str:
+    """``json.dumps(body)`` for a dict of str, int, float, bool, None and lists of str."""
+    if _string is None:
+        import json
+
+        return json.dumps(body)
+
+    def value(v) -> str:
+        if isinstance(v, str):
+            return _string(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if v is None or isinstance(v, bool):
+            return {None: "null", True: "true", False: "false"}[v]
+        if isinstance(v, int):
+            return int.__repr__(v)
+        if isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
+            return float.__repr__(v)
+        import json
+
+        return json.dumps(v)
+
+    return "{" + ", ".join(f"{_string(k)}: {value(v)}" for k, v in body.items()) + "}"
 
 
 class Closed(ConnectionResetError):
@@ -18,7 +85,7 @@ class Closed(ConnectionResetError):
 
 
 class Response:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock) -> None:
         self._sock = sock
         self._buf = b""
         self._eof = False
@@ -152,7 +219,7 @@ def address(url: str) -> tuple[str, object] | None:
 
 def request(
     where: tuple[str, object], method: str, path: str, body: bytes, headers: dict[str, str]
-) -> tuple[socket.socket, Response]:
+) -> tuple[object, Response]:
     """Send one request on a fresh connection to ``where`` (from :func:`address`) and read the
     answer's head. The caller closes the socket (closing it mid-stream stops a script)."""
     kind, addr = where
@@ -174,7 +241,9 @@ def request(
                 sock.close()
                 raise
         else:
-            sock = socket.create_connection(addr)
+            import socket as full
+
+            sock = full.create_connection(addr)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host = f"{addr[0]}:{addr[1]}"
     try:
