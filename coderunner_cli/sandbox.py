@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def _wanted(opts: UpOptions, old: dict[str, Any] | None) -> _Wanted:
         "network": network,
         "ssh_agent": bool(with_ssh),
         "credentials": bool(with_creds),
-        "mounts": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in mounts],
+        "mounts": [m.volume for m in mounts],
         "env_files": env_files,
         "env": _digest(env) if env else None,
         "credentials_set": _digest([m.source for m in creds]) if with_creds else None,
@@ -170,89 +171,144 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _end(runtime: Runtime, name: str, timeout: float) -> None:
     """End a sandbox for good, keeping its workspace."""
     runtime.stop(name, timeout)
-    if runtime.name != "local":  # LocalRuntime.remove deletes the workspace; its stop ends the whole tree
-        runtime.remove(name)
+    if runtime.resumable:  # a stopped one still exists; a runtime that cannot resume has nothing left but
+        runtime.remove(name)  # the workspace (LocalRuntime.remove would delete it)
 
 
-def up(opts: UpOptions, progress=None) -> UpResult:
+Progress = Callable[[str], object]
+
+
+def up(opts: UpOptions, progress: Progress | None = None) -> UpResult:
     say = progress or (lambda _msg: None)
     with state.lock(opts.timeout, say):
         return _up(opts, say)
 
 
-def _up(opts: UpOptions, say) -> UpResult:
+@dataclass
+class _Start:
+    """Why `up` starts a new sandbox, for its result."""
+
+    action: str = "started"  # started | recreated | restarted
+    notes: list[str] = field(default_factory=list)
+
+
+def _up(opts: UpOptions, say: Progress) -> UpResult:
     current = state.load()
     same_runtime = current is not None and opts.runtime in (None, current.runtime)
-    wanted = _wanted(opts, current.options if same_runtime else None)
-    notes: list[str] = []
-    action = "started"
+    wanted = _wanted(opts, current.options if current is not None and same_runtime else None)
+    start = _Start()
     if current is not None and same_runtime:
-        runtime = get(current.runtime)
-        st = runtime.status(current.name)
-        changes = _changes(current.options, wanted.record)
-        what = ", ".join(OPTION_FLAGS[c] for c in changes)
-        if st.state == "running":
-            if wait_healthy(current.url, current.token, 5, raise_=False):
-                if not changes and not opts.recreate:
-                    return UpResult(current.url, runtime.name, "state", "already running", runtime.isolation)
-                live = _live_sessions(current)
-                if live and not opts.recreate:
-                    raise UsageError(
-                        f"the sandbox has {live} live session{'s' if live > 1 else ''} that recreating it "
-                        f"for {what} would end: add --recreate to recreate it anyway (the workspace is kept)"
-                    )
-                say("ending the sandbox to recreate it")
-                notes.append(f"recreating the sandbox for {what or '--recreate'} (the workspace is kept)")
-                action = "recreated"
-            else:
-                why = _why_unhealthy(current)
-                say(f"ending the sandbox that {why}")
-                notes.append(f"the sandbox {why}: ended it and started a new one (the workspace is kept)")
-                action = "restarted"
-            _end(runtime, current.name, 10)
-        elif st.state == "stopped" and current.runtime != "local":
-            if not changes and not opts.recreate:
-                say(f"resuming the {runtime.name} sandbox")
-                url = runtime.resume(current.name)
-                current.url = url
-                state.save(current)
-                wait_healthy(url, current.token, 120)
-                return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
-            notes.append(f"recreating the stopped sandbox for {what or '--recreate'} (the workspace is kept)")
-            action = "recreated"
-    if current is not None and not same_runtime and get(current.runtime).status(current.name).state == "running":
-        raise UsageError(
-            f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
-            f"before starting one with --runtime {opts.runtime}"
-        )
+        if reused := _reuse(current, wanted, opts, say, start):
+            return reused
+    elif current is not None:
+        _refuse_beside(current, opts.runtime)
     runtime, source = (get(current.runtime), "state") if current and opts.runtime is None else resolve(opts.runtime)
     warnings = []
-    if runtime.name == "local" and (wanted.cpus or wanted.memory):
-        warnings.append("the local runtime cannot enforce --cpus/--memory (no cgroups); use docker, podman or apple")
+    if not runtime.enforces_limits and (wanted.cpus or wanted.memory):
+        warnings.append(
+            f"the {runtime.name} runtime cannot enforce --cpus/--memory (no cgroups); use docker, podman or apple"
+        )
     say(f"preparing {runtime.name}")
     runtime.prepare(opts.timeout)
-    if not runtime.has_image(wanted.image):
-        context = image_context()
-        if wanted.image == DEFAULT_IMAGE and context is not None:
-            say(f"building {wanted.image} (first time only; progress on stderr)")
-            runtime.build(wanted.image, str(context), {})
-        else:
-            say(f"pulling {wanted.image}")
-            runtime.pull(wanted.image)
+    _ensure_image(runtime, wanted.image, say)
     name = sandbox_name()
     if runtime.status(name).state != "missing":
         _end(runtime, name, 10)  # a sandbox we have no token for, or a stopped one: replace it
+    token, env_file = _write_secrets(wanted.env)
+    say(f"starting the sandbox ({runtime.name})")
+    url = runtime.create(_spec(name, wanted, env_file))
+    _record(runtime, name, url, wanted)
+    say("waiting for the gateway")
+    wait_healthy(url, token, 120)
+    return UpResult(url, runtime.name, source, start.action, runtime.isolation, warnings, start.notes)
+
+
+def _reuse(
+    current: state.SandboxState, wanted: _Wanted, opts: UpOptions, say: Progress, start: _Start
+) -> UpResult | None:
+    """The sandbox that is there, when it will do (running, or resumed); else it is ended
+    (or left stopped) and ``start`` says why a new one starts."""
+    runtime = get(current.runtime)
+    st = runtime.status(current.name)
+    changes = _changes(current.options, wanted.record)
+    what = ", ".join(OPTION_FLAGS[c] for c in changes)
+    if st.state == "running":
+        if wait_healthy(current.url, current.token, 5, raise_=False):
+            if not changes and not opts.recreate:
+                return UpResult(current.url, runtime.name, "state", "already running", runtime.isolation)
+            _refuse_ending_sessions(current, what, opts.recreate)
+            say("ending the sandbox to recreate it")
+            start.notes.append(f"recreating the sandbox for {what or '--recreate'} (the workspace is kept)")
+            start.action = "recreated"
+        else:
+            why = _why_unhealthy(current)
+            say(f"ending the sandbox that {why}")
+            start.notes.append(f"the sandbox {why}: ended it and started a new one (the workspace is kept)")
+            start.action = "restarted"
+        _end(runtime, current.name, 10)
+    elif st.state == "stopped" and runtime.resumable:
+        if not changes and not opts.recreate:
+            return _resume(runtime, current, say)
+        start.notes.append(f"recreating the stopped sandbox for {what or '--recreate'} (the workspace is kept)")
+        start.action = "recreated"
+    return None
+
+
+def _refuse_ending_sessions(current: state.SandboxState, what: str, recreate: bool) -> None:
+    live = _live_sessions(current)
+    if live and not recreate:
+        raise UsageError(
+            f"the sandbox has {live} live session{'s' if live > 1 else ''} that recreating it "
+            f"for {what} would end: add --recreate to recreate it anyway (the workspace is kept)"
+        )
+
+
+def _refuse_beside(current: state.SandboxState, runtime: str | None) -> None:
+    """One state dir has one sandbox: another runtime's must be down first."""
+    if get(current.runtime).status(current.name).state == "running":
+        raise UsageError(
+            f"a {current.runtime} sandbox is running: stop it with `coderunner down` "
+            f"before starting one with --runtime {runtime}"
+        )
+
+
+def _resume(runtime: Runtime, current: state.SandboxState, say: Progress) -> UpResult:
+    say(f"resuming the {runtime.name} sandbox")
+    url = runtime.resume(current.name)
+    current.url = url
+    state.save(current)
+    wait_healthy(url, current.token, 120)
+    return UpResult(url, runtime.name, "state", "resumed", runtime.isolation)
+
+
+def _ensure_image(runtime: Runtime, image: str, say: Progress) -> None:
+    """The default image is built from a source checkout when missing; any other is pulled."""
+    if not runtime.needs_image or runtime.has_image(image):
+        return
+    context = image_context()
+    if image == DEFAULT_IMAGE and context is not None:
+        say(f"building {image} (first time only; progress on stderr)")
+        runtime.build(image, str(context), {})
+    else:
+        say(f"pulling {image}")
+        runtime.pull(image)
+
+
+def _write_secrets(env: dict[str, str]) -> tuple[str, Path | None]:
+    """A fresh token, and the sandbox's environment (if any), 0600 in the secrets dir."""
     token = secrets.token_urlsafe(32)
     paths.ensure_private_dir(paths.secrets_dir())
     paths.write_private(paths.token_file(), token + "\n")
-    env_file = None
-    if wanted.env:
-        paths.write_private(paths.env_file(), config.dumps(wanted.env))
-        env_file = paths.env_file()
-    else:
+    if not env:
         paths.env_file().unlink(missing_ok=True)
+        return token, None
+    paths.write_private(paths.env_file(), config.dumps(env))
+    return token, paths.env_file()
+
+
+def _spec(name: str, wanted: _Wanted, env_file: Path | None) -> ContainerSpec:
     wanted.workspace.mkdir(parents=True, exist_ok=True)
-    spec = ContainerSpec(
+    return ContainerSpec(
         name=name,
         image=wanted.image,
         secrets_dir=paths.secrets_dir(),
@@ -266,8 +322,9 @@ def _up(opts: UpOptions, say) -> UpResult:
         ssh_agent=wanted.ssh_agent,
         network=wanted.network,
     )
-    say(f"starting the sandbox ({runtime.name})")
-    url = runtime.create(spec)
+
+
+def _record(runtime: Runtime, name: str, url: str, wanted: _Wanted) -> None:
     state.save(
         state.SandboxState(
             runtime=runtime.name,
@@ -279,9 +336,6 @@ def _up(opts: UpOptions, say) -> UpResult:
             sandbox=paths.sandbox(),
         )
     )
-    say("waiting for the gateway")
-    wait_healthy(url, token, 120)
-    return UpResult(url, runtime.name, source, action, runtime.isolation, warnings, notes)
 
 
 def _why_unhealthy(current: state.SandboxState) -> str:
@@ -455,7 +509,7 @@ def listing() -> list[SandboxRow]:
     return rows
 
 
-def require_running():
+def require_running() -> tuple[state.SandboxState, Runtime]:
     current = state.load()
     if current is None:
         raise SandboxNotRunning.named()

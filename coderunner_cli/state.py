@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from . import paths
 
@@ -23,9 +24,8 @@ class SandboxState:
     name: str
     url: str
     image: str | None = None
-    pid: int | None = None  # local runtime: the bwrap process
     created_at: float = 0.0
-    options: dict = field(default_factory=dict)  # what it was started with (digests, never secret values)
+    options: dict[str, Any] = field(default_factory=dict)  # what it was started with (digests, never secret values)
     sandbox: str = paths.DEFAULT_SANDBOX  # its --name (state.json of older versions: the default one)
 
     @property
@@ -65,9 +65,7 @@ def names() -> list[str]:
     return found
 
 
-def save(state: SandboxState, token: str | None = None) -> None:
-    if token is not None:
-        paths.write_private(paths.token_file(state.sandbox), token + "\n")
+def save(state: SandboxState) -> None:
     paths.write_private(paths.state_file(state.sandbox), json.dumps(asdict(state), indent=2) + "\n")
 
 

@@ -12,25 +12,17 @@ import logging
 import shlex
 import subprocess
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable
 
 log = logging.getLogger("coderunner")
 
 
-def argv(*parts: Any, **options: Any) -> list[str]:
-    """Build argv; ``None``/``False`` options vanish, ``True`` is a bare flag,
-    lists repeat the flag. ``cpus=2`` -> ``--cpus 2``; ``env_file`` -> ``--env-file``."""
-    out = [str(p) for p in parts if p is not None and p is not False]
-    for key, value in options.items():
-        flag = "--" + key.rstrip("_").replace("_", "-")
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if v is None or v is False:
-                continue
-            out += [flag] if v is True else [flag, str(v)]
-    return out
+def says_missing(stderr: str | None) -> bool:
+    """Whether a tool's stderr says the container it was asked about does not exist
+    (docker and podman: "no such container"; Apple's ``container``: "not found")."""
+    text = (stderr or "").lower()
+    return "not found" in text or "no such container" in text
 
 
 def run(

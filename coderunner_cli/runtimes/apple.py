@@ -40,8 +40,18 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import CommandFailed, RuntimeTimeout, RuntimeUnavailable, SandboxNotRunning, UsageError
 from . import _proc
+from ._argv import Command
 from ._net import free_port
-from .base import GATEWAY_PORT, SANDBOX_HOME, SANDBOX_WORKSPACE, USER_SKILLS, ContainerSpec, Status
+from .base import (
+    GATEWAY_PORT,
+    SANDBOX_HOME,
+    SANDBOX_WORKSPACE,
+    USER_SKILLS,
+    ContainerSpec,
+    Status,
+    env_names,
+    gateway_args,
+)
 
 log = logging.getLogger("coderunner")
 
@@ -65,6 +75,9 @@ def ssh_guest_path(version: tuple[int, ...]) -> str:
 class AppleRuntime:
     name = "apple"
     isolation = "virtual machine (Apple container): its own Linux kernel per sandbox"
+    resumable = True
+    enforces_limits = True
+    needs_image = True
 
     def __init__(self, binary: str = "container") -> None:
         self.binary = binary
@@ -119,7 +132,7 @@ class AppleRuntime:
     def _inspect(self, name: str) -> dict[str, Any] | None:
         proc = _proc.run([self.binary, "inspect", name], check=False)
         if proc.returncode != 0:
-            if "not found" in (proc.stderr or "").lower():
+            if _proc.says_missing(proc.stderr):
                 return None  # 1.x
             raise CommandFailed([self.binary, "inspect", name], proc.returncode, proc.stderr or "")
         try:
@@ -149,61 +162,25 @@ class AppleRuntime:
                     )
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
-        uid, gid = code_ids()
-        cmd = [
-            self.binary,
-            "run",
-            "--detach",
-            "--name",
-            spec.name,
-            "--cpus",
-            f"{int(spec.cpus or 4)}",
-            "--memory",
-            spec.memory or "4g",
-            "--uid",
-            "0",
-            "--gid",
-            "0",
-        ]  # the gateway is root in the VM; code runs as --code-uid
-        if spec.skills_dir is not None:
-            cmd += ["--volume", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
-        if spec.workspace is not None:
-            cmd += ["--volume", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
-        for m in spec.mounts:
-            cmd += ["--volume", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
+        cmd = Command([self.binary, "run", "--detach", "--name", spec.name])
+        cmd.add_simple_arg("--cpus", int(spec.cpus or 4))
+        cmd.add_simple_arg("--memory", spec.memory or "4g")
+        cmd.add_simple_arg("--uid", 0)  # the gateway is root in the VM; code runs as --code-uid
+        cmd.add_simple_arg("--gid", 0)
+        cmd.add_simple_arg("--volume", f"{spec.skills_dir}:{USER_SKILLS}:ro" if spec.skills_dir is not None else None)
+        cmd.add_simple_arg("--volume", f"{spec.workspace}:{SANDBOX_WORKSPACE}" if spec.workspace is not None else None)
+        cmd.add_args_iterable("--volume", [m.volume for m in spec.mounts])
         # names only: `container run` takes the values from its environment (_run_env)
-        for key in ["CODERUNNER_TOKEN", *_env_names(spec)]:
-            cmd += ["--env", key]
-        if spec.ssh_agent:
-            cmd.append("--ssh")  # Apple sets SSH_AUTH_SOCK to ssh_guest_path(version)
+        cmd.add_args_iterable("--env", ["CODERUNNER_TOKEN", *env_names(spec)])
+        cmd.add_flag("--ssh", bool(spec.ssh_agent))  # Apple sets SSH_AUTH_SOCK to ssh_guest_path(version)
         if spec.network:
-            cmd += ["--publish", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
+            cmd.add_simple_arg("--publish", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}")
         else:
-            cmd += ["--network", "none", "--publish-socket", f"{_host_socket(spec)}:{GUEST_SOCKET}"]
-        if self.version() >= (0, 10):
-            cmd.append("--init")
-        args = [
-            "coderunner-gateway",
-            "--workspace",
-            SANDBOX_WORKSPACE,
-            "--isolation",
-            "setid",
-            "--code-uid",
-            str(uid),
-            "--code-gid",
-            str(gid),
-            "--base-home",
-            SANDBOX_HOME,
-        ]
-        for key in _env_names(spec):  # the gateway hands code only what it is told to
-            args += ["--pass-env", key]
-        if spec.skills_dir is not None:
-            args += ["--user-skills-dir", USER_SKILLS]
-        if spec.network:
-            args += ["--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
-        else:
-            args += ["--uds", GUEST_SOCKET]
-        return [*cmd, spec.image, *args]
+            cmd.add_simple_arg("--network", "none")
+            cmd.add_simple_arg("--publish-socket", f"{_host_socket(spec)}:{GUEST_SOCKET}")
+        cmd.add_flag("--init", self.version() >= (0, 10))
+        gateway = gateway_args(spec, isolation="setid", code_ids=code_ids(), pass_env=True, uds=GUEST_SOCKET)
+        return [*cmd, spec.image, *gateway]
 
     def build(self, tag: str, context: str, build_args: dict[str, str]) -> None:
         cmd = [self.binary, "build", "--tag", tag, "--file", f"{context}/Dockerfile"]
@@ -259,17 +236,17 @@ class AppleRuntime:
         seconds = str(max(0, round(timeout)))  # `--time` is whole seconds
         cmd = [self.binary, "stop", "--time", seconds, name]
         proc = _proc.run(cmd, check=False, timeout=timeout + 30)
-        if proc.returncode != 0 and "not found" not in (proc.stderr or "").lower():
+        if proc.returncode != 0 and not _proc.says_missing(proc.stderr):
             raise CommandFailed(cmd, proc.returncode, proc.stderr or "")
 
     def remove(self, name: str) -> None:
         _proc.run([self.binary, "delete", "--force", name], check=False)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        return _proc.interactive(
-            _proc.argv(self.binary, "logs", name, follow=follow) + (["-n", str(tail)] if tail else []),
-            stderr_to_stdout=True,
-        )
+        cmd = Command([self.binary, "logs", name])
+        cmd.add_flag("--follow", follow)
+        cmd.add_simple_arg("-n", tail or None)
+        return _proc.interactive(cmd, stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         uid, gid = code_ids()  # as the code runs: not root, in the workspace
@@ -297,14 +274,6 @@ def _host_socket(spec: ContainerSpec) -> Path:
     if spec.run_dir is None:
         raise UsageError("--no-network needs a directory for the gateway's socket")
     return Path(spec.run_dir) / "gateway.sock"
-
-
-def _env_names(spec: ContainerSpec) -> list[str]:
-    if spec.env_file is None or not spec.env_file.exists():
-        return []
-    from ..config import read_file
-
-    return list(read_file(spec.env_file))
 
 
 def _run_env(spec: ContainerSpec) -> dict[str, str]:

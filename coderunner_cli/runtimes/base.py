@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from ._argv import Command
 
 DEFAULT_IMAGE = "coderunner:latest"
 GATEWAY_PORT = 8222  # inside the sandbox
@@ -18,24 +21,61 @@ USER_SKILLS = "/run/coderunner/skills"  # the host's skills dir, read-only
 
 
 def gateway_args(
-    spec: ContainerSpec, *, host: str, isolation: list[str] | tuple[str, ...] = (), token_from_env: bool = False
+    spec: ContainerSpec,
+    *,
+    isolation: str,
+    program: Sequence[str] = ("coderunner-gateway",),
+    code_ids: tuple[int, int] | None = None,
+    pass_env: bool = False,
+    socket_owner: str | None = None,
+    share_mounts: bool = False,
+    secret_fds: tuple[int, int] | None = None,
+    host: str = "0.0.0.0",
+    port: int = GATEWAY_PORT,
+    uds: str = f"{RUN_DIR}/gateway.sock",
+    ready_file: str | None = None,
 ) -> list[str]:
-    """The gateway's command line in the sandbox. ``isolation``: how it keeps code from
-    itself and sessions apart (``--isolation ...``), which each runtime decides;
-    ``token_from_env``: the token and environment come as environment variables
-    (docker/podman/apple ``-e NAME``) rather than as files in the secrets dir."""
-    args = ["coderunner-gateway", "--workspace", SANDBOX_WORKSPACE, *isolation]
-    if not token_from_env:
-        args += ["--token-file", f"{SECRETS}/token"]
-        if spec.env_file is not None:
-            args += ["--env-file", f"{SECRETS}/sandbox.env"]
+    """The gateway's command line in the sandbox; each runtime says what it needs.
+
+    ``isolation``: how the gateway keeps code from itself and sessions apart
+    (``setid``: as ``code_ids``; ``bwrap``: a nested sandbox per cell, which
+    sees the mounts only with ``share_mounts``). The token and environment
+    never appear: they come as environment variables (``pass_env``: the
+    gateway hands code the env file's names) or on ``secret_fds`` (token, env).
+    ``socket_owner``: who may use the unix socket ``uds`` (without network)."""
+    cmd = Command([*program, "--workspace", SANDBOX_WORKSPACE, "--isolation", isolation])
+    if code_ids is not None:
+        cmd.add_simple_arg("--code-uid", code_ids[0])
+        cmd.add_simple_arg("--code-gid", code_ids[1])
+    cmd.add_simple_arg("--base-home", SANDBOX_HOME)
+    if pass_env:
+        cmd.add_args_iterable("--pass-env", env_names(spec))
+    if not spec.network:
+        cmd.add_simple_arg("--socket-owner", socket_owner)
+    if share_mounts:
+        for m in spec.mounts:
+            cmd.add_simple_arg("--share-ro" if m.read_only else "--share", m.target)
+    if secret_fds is not None:
+        cmd.add_simple_arg("--token-fd", secret_fds[0])
+        cmd.add_simple_arg("--env-fd", secret_fds[1])
     if spec.skills_dir is not None:
-        args += ["--user-skills-dir", USER_SKILLS]
+        cmd.add_simple_arg("--user-skills-dir", USER_SKILLS)
     if spec.network:
-        args += ["--host", host, "--port", str(GATEWAY_PORT)]
+        cmd.add_simple_arg("--host", host)
+        cmd.add_simple_arg("--port", port)
     else:
-        args += ["--uds", f"{RUN_DIR}/gateway.sock"]
-    return args
+        cmd.add_simple_arg("--uds", uds)
+    cmd.add_simple_arg("--ready-file", ready_file)
+    return cmd
+
+
+def env_names(spec: ContainerSpec) -> list[str]:
+    """The names in the sandbox's env file (never its values: those go in an environment)."""
+    if spec.env_file is None or not spec.env_file.exists():
+        return []
+    from ..config import read_file
+
+    return list(read_file(spec.env_file))
 
 
 # --with-credentials mounts these (when they exist) read-only into the sandbox's home
@@ -67,6 +107,11 @@ class Mount:
             raise UsageError(f"--mount {text!r}: the destination must be an absolute path in the sandbox")
         return cls(str(src), parts[1], len(parts) == 3 and parts[2] == "ro")
 
+    @property
+    def volume(self) -> str:
+        """``SRC:DST[:ro]``, as ``--mount`` and the runtimes' ``-v``/``--volume`` take it."""
+        return f"{self.source}:{self.target}{':ro' if self.read_only else ''}"
+
 
 @dataclass
 class ContainerSpec:
@@ -94,6 +139,11 @@ class Status:
 class Runtime(Protocol):
     name: str
     isolation: str  # a phrase for `status` and the README
+    # What `up` asks of a runtime instead of its name:
+    resumable: bool  # a stopped sandbox keeps its container, and `resume` starts it again; if not,
+    # `stop` ends it for good (nothing is left to `remove` but its workspace) and `up` starts a new one
+    enforces_limits: bool  # --cpus and --memory hold (cgroups, a VM); if not, `up` warns
+    needs_image: bool  # it runs an image, which `up` pulls or builds when missing
 
     def problem(self) -> str | None:
         """Why this runtime cannot be used here (None when it can)."""

@@ -5,25 +5,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 
 from ..errors import CommandFailed, RuntimeUnavailable, SandboxNotRunning
 from . import _proc
+from ._argv import Command
+from ._net import free_port
 from .base import (
     GATEWAY_PORT,
     RUN_DIR,
-    SANDBOX_HOME,
     SANDBOX_WORKSPACE,
     SSH_SOCK,
     USER_SKILLS,
     ContainerSpec,
     Status,
+    env_names,
     gateway_args,
 )
 
 PIDS_LIMIT = 1024
 TMPFS_SIZE = "1g"
 GATEWAY_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL")
+# /tmp allows exec: the browser's cell starts from a wrapper there (noexec would not stop
+# code, which runs what it writes with python or bash anyway)
+TMPFS = (
+    f"/tmp:rw,nosuid,nodev,exec,size={TMPFS_SIZE}",
+    "/run:rw,nosuid,nodev,size=64m",
+    "/var/tmp:rw,nosuid,nodev,size=64m",
+)
 
 
 def code_ids() -> tuple[int, int]:
@@ -35,6 +43,9 @@ def code_ids() -> tuple[int, int]:
 
 class DockerRuntime:
     isolation = "container: shares the host kernel (or Docker Desktop's VM); cgroup limits on CPU, memory, processes"
+    resumable = True
+    enforces_limits = True
+    needs_image = True
 
     def __init__(self, binary: str = "docker") -> None:
         self.name = os.path.basename(binary)
@@ -78,78 +89,41 @@ class DockerRuntime:
         return Status("running" if status == "running" else "stopped", status)
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
-        uid, gid = code_ids()
-        cmd = [
-            self.binary,
-            "run",
-            "-d",
-            "--name",
-            spec.name,
-            "--init",
-            "--label",
-            "coderunner=1",
-            "--hostname",
-            "coderunner",
-        ]
-        if spec.cpus:
-            cmd += ["--cpus", f"{spec.cpus:g}"]
-        if spec.memory:
-            cmd += ["--memory", spec.memory]
-        cmd += ["--pids-limit", str(PIDS_LIMIT), "--security-opt", "no-new-privileges"]
+        cmd = Command([self.binary, "run", "-d", "--name", spec.name, "--init"])
+        cmd.add_simple_arg("--label", "coderunner=1")
+        cmd.add_simple_arg("--hostname", "coderunner")
+        cmd.add_simple_arg("--cpus", f"{spec.cpus:g}" if spec.cpus else None)
+        cmd.add_simple_arg("--memory", spec.memory or None)
+        cmd.add_simple_arg("--pids-limit", PIDS_LIMIT)
+        cmd.add_simple_arg("--security-opt", "no-new-privileges")
         # the gateway is root with only what running code as another identity needs;
         # the code it runs has no capability at all
-        cmd += ["--cap-drop", "ALL", *[a for cap in GATEWAY_CAPS for a in ("--cap-add", cap)]]
+        cmd.add_simple_arg("--cap-drop", "ALL")
+        cmd.add_args_iterable("--cap-add", GATEWAY_CAPS)
         # nothing of the image is writable; scratch space is sized tmpfs in the sandbox's memory
-        # (/tmp with exec: the browser's cell starts from a wrapper there; noexec would not stop
-        # code, which runs what it writes with python or bash anyway)
-        cmd += [
-            "--read-only",
-            "--tmpfs",
-            f"/tmp:rw,nosuid,nodev,exec,size={TMPFS_SIZE}",
-            "--tmpfs",
-            "/run:rw,nosuid,nodev,size=64m",
-            "--tmpfs",
-            "/var/tmp:rw,nosuid,nodev,size=64m",
-        ]
+        cmd.add_flag("--read-only", True)
+        cmd.add_args_iterable("--tmpfs", TMPFS)
         if spec.network:
-            cmd += ["-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}"]
+            cmd.add_simple_arg("-p", f"127.0.0.1:{spec.host_port}:{GATEWAY_PORT}")
         else:
-            cmd += ["--network", "none", "-v", f"{spec.run_dir}:{RUN_DIR}"]
-        if spec.workspace is not None:
-            cmd += ["-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}"]
+            cmd.add_simple_arg("--network", "none")
+            cmd.add_simple_arg("-v", f"{spec.run_dir}:{RUN_DIR}")
+        cmd.add_simple_arg("-v", f"{spec.workspace}:{SANDBOX_WORKSPACE}" if spec.workspace is not None else None)
         # secrets as environment taken from our own (names only in argv)
-        cmd += ["-e", "CODERUNNER_TOKEN"]
-        for key in self._env_names(spec):
-            cmd += ["-e", key]
-        if spec.skills_dir is not None:
-            cmd += ["-v", f"{spec.skills_dir}:{USER_SKILLS}:ro"]
-        for m in spec.mounts:
-            cmd += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
+        cmd.add_args_iterable("-e", ["CODERUNNER_TOKEN", *env_names(spec)])
+        cmd.add_simple_arg("-v", f"{spec.skills_dir}:{USER_SKILLS}:ro" if spec.skills_dir is not None else None)
+        cmd.add_args_iterable("-v", [m.volume for m in spec.mounts])
         if spec.ssh_agent:
-            cmd += ["-v", f"{spec.ssh_agent}:{SSH_SOCK}", "-e", f"SSH_AUTH_SOCK={SSH_SOCK}"]
-        isolation = [
-            "--isolation",
-            "setid",
-            "--code-uid",
-            str(uid),
-            "--code-gid",
-            str(gid),
-            "--base-home",
-            SANDBOX_HOME,
-        ]
-        for key in self._env_names(spec):
-            isolation += ["--pass-env", key]
-        if not spec.network:
-            isolation += ["--socket-owner", f"{os.getuid()}:{os.getgid()}"]
-        return [*cmd, spec.image, *gateway_args(spec, host="0.0.0.0", isolation=isolation, token_from_env=True)]
-
-    @staticmethod
-    def _env_names(spec: ContainerSpec) -> list[str]:
-        if spec.env_file is None or not spec.env_file.exists():
-            return []
-        from ..config import read_file
-
-        return list(read_file(spec.env_file))
+            cmd.add_simple_arg("-v", f"{spec.ssh_agent}:{SSH_SOCK}")
+            cmd.add_simple_arg("-e", f"SSH_AUTH_SOCK={SSH_SOCK}")
+        gateway = gateway_args(
+            spec,
+            isolation="setid",
+            code_ids=code_ids(),
+            pass_env=True,
+            socket_owner=f"{os.getuid()}:{os.getgid()}",
+        )
+        return [*cmd, spec.image, *gateway]
 
     def _run_env(self, spec: ContainerSpec) -> dict[str, str]:
         from ..config import read_file
@@ -196,14 +170,17 @@ class DockerRuntime:
         try:
             _proc.run([self.binary, "stop", "-t", str(int(timeout)), name], timeout=timeout + 30)
         except CommandFailed as exc:
-            if "no such container" not in exc.stderr.lower():
+            if not _proc.says_missing(exc.stderr):
                 raise
 
     def remove(self, name: str) -> None:
         _proc.run([self.binary, "rm", "-f", name], check=False)
 
     def logs(self, name: str, follow: bool, tail: int | None) -> int:
-        return _proc.interactive(_proc.argv(self.binary, "logs", name, follow=follow, tail=tail), stderr_to_stdout=True)
+        cmd = Command([self.binary, "logs", name])
+        cmd.add_flag("--follow", follow)
+        cmd.add_simple_arg("--tail", tail)
+        return _proc.interactive(cmd, stderr_to_stdout=True)
 
     def exec_interactive(self, name: str, argv: list[str]) -> int:
         import sys
@@ -217,9 +194,3 @@ def _chown_tree(root, uid: int, gid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -37,6 +37,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import RuntimeUnavailable, SandboxNotRunning, UsageError
 from . import _proc
+from ._argv import Command
 from .base import (
     GATEWAY_DIR,
     RUN_DIR,
@@ -110,21 +111,24 @@ ETC_FILES = (
 class LocalRuntime:
     name = "local"
     isolation = "process sandbox (bubblewrap): shares the host kernel, no resource limits; weaker than a VM"
+    resumable = False  # nothing outlives `stop`: `up` starts the sandbox again, with the same workspace
+    enforces_limits = False  # no cgroups
+    needs_image = False  # the host's Python runs the gateway
 
     def __init__(
         self,
+        *,
+        state_dir: Path,
+        workspace: Path,
         bwrap: str = "bwrap",
         python: str | None = None,
-        *,
-        state_dir: Path | None = None,
-        workspace: Path | None = None,
     ) -> None:
-        """``state_dir`` holds the sandbox's pid file, run dir, log and secrets; both default to the
-        selected sandbox's (see :mod:`paths`), read now: nothing later looks at global paths."""
+        """``state_dir`` holds the sandbox's pid file, run dir, log and secrets; ``workspace`` is
+        its /workspace. The sandbox's own: nothing here looks at the CLI's global paths."""
         self.bwrap = shutil.which(bwrap) or bwrap
         self.python = python or os.environ.get("CODERUNNER_GATEWAY_PYTHON") or sys.executable
-        self.state_dir = state_dir or paths.sandbox_dir()
-        self.workspace = workspace or paths.workspace()
+        self.state_dir = state_dir
+        self.workspace = workspace
         self.log_file = self.state_dir / "gateway.log"
         self.env_file = self.state_dir / "secrets" / "sandbox.env"
 
@@ -206,103 +210,30 @@ class LocalRuntime:
         return url
 
     def argv(self, spec: ContainerSpec, run_dir: Path) -> list[str]:
-        workspace = spec.workspace or self.workspace
+        """bwrap's command line for the outer sandbox, ending with the gateway's."""
         owner = gateway_owner()
-        cmd = [
-            self.bwrap,
-            "--die-with-parent",
-            "--new-session",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--unshare-cgroup-try",
-            "--hostname",
-            "coderunner",
-            "--clearenv",
-        ]
-        if owner is None:  # a user: its own user namespace, where it is uid 1000 without capabilities
-            cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
-        else:  # root: set up as root, keep only what dropping to the gateway's uid needs
-            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        if not spec.network:
-            cmd.append("--unshare-net")
-        cmd += ["--ro-bind", "/usr", "/usr"]
-        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            path = Path("/") / top
-            if path.is_symlink():
-                cmd += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                cmd += ["--ro-bind", str(path), str(path)]
-        made: set[str] = set()
-
-        def parents(path: str) -> list[str]:
-            """``--dir`` for the dirs above ``path``, traversable: bwrap makes them 0700, which
-            as root (the gateway then runs as another uid) would lock the gateway out."""
-            out: list[str] = []
-            for parent in reversed(Path(path).parents[:-1]):
-                p = str(parent)
-                if (
-                    p not in made
-                    and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev")
-                    and not p.startswith(("/usr/", "/proc/", "/dev/"))
-                ):
-                    made.add(p)
-                    out += ["--perms", "0755", "--dir", p]
-            return out
-
-        for name in ETC_FILES:
-            if os.path.lexists(f"/etc/{name}"):
-                cmd += [*parents(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        cmd += [
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--perms",
-            "01777",
-            "--size",
-            str(TMPFS_BYTES),
-            "--tmpfs",
-            "/tmp",
-            "--size",
-            str(TMPFS_BYTES),
-            "--tmpfs",
-            "/home",
-            "--perms",
-            "01777",
-            "--dir",
-            SANDBOX_HOME,
-            "--size",
-            str(TMPFS_BYTES),
-            "--tmpfs",
-            "/run",
-            "--dir",
-            GATEWAY_DIR,
-            "--bind",
-            "/proc",
-            HOST_PROC,
-        ]
+        cmd = Command([self.bwrap])
+        _namespaces(cmd, owner, spec.network)
+        above = _DirsAbove()
+        _system_view(cmd, above)
+        _scratch(cmd)
         for path in self._python_dirs():
-            cmd += [*parents(path), "--ro-bind", path, path]
-        cmd += ["--bind", str(workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR]
-        shares: list[str] = []
+            cmd += [*above(path), "--ro-bind", path, path]
+        cmd += ["--bind", str(spec.workspace or self.workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR]
         if spec.skills_dir is not None:
             cmd += ["--ro-bind", str(spec.skills_dir), USER_SKILLS]
         for m in spec.mounts:
-            cmd += [*parents(m.target), "--ro-bind" if m.read_only else "--bind", m.source, m.target]
-            shares += ["--share-ro" if m.read_only else "--share", m.target]
+            cmd += [*above(m.target), "--ro-bind" if m.read_only else "--bind", m.source, m.target]
         if spec.ssh_agent:
-            cmd += [
-                "--dir",
-                os.path.dirname(SSH_SOCK),
-                "--bind",
-                spec.ssh_agent,
-                SSH_SOCK,
-                "--setenv",
-                "SSH_AUTH_SOCK",
-                SSH_SOCK,
-            ]
-        env = {
+            cmd += ["--dir", os.path.dirname(SSH_SOCK), "--bind", spec.ssh_agent, SSH_SOCK]
+            cmd += ["--setenv", "SSH_AUTH_SOCK", SSH_SOCK]
+        for key, value in self._environment().items():
+            cmd += ["--setenv", key, value]
+        return [*cmd, "--chdir", SANDBOX_WORKSPACE, "--", *self._gateway(spec, owner)]
+
+    def _environment(self) -> dict[str, str]:
+        """All the environment the sandbox has (bwrap clears the rest)."""
+        return {
             "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": SANDBOX_HOME,
             "LANG": "C.UTF-8",
@@ -310,26 +241,21 @@ class LocalRuntime:
             "TERM": os.environ.get("TERM", "xterm"),
             "CODERUNNER_SANDBOX": "local",
         }
-        for key, value in env.items():
-            cmd += ["--setenv", key, value]
-        isolation = [
-            "--isolation",
-            "bwrap",
-            "--base-home",
-            SANDBOX_HOME,
-            *shares,
-            "--token-fd",
-            str(TOKEN_FD),
-            "--env-fd",
-            str(ENV_FD),
-        ]
-        gateway = gateway_args(spec, host="127.0.0.1", isolation=isolation, token_from_env=True)
-        if spec.network:  # the host's network: any free loopback port, read back from the ready file
-            gateway[gateway.index("--port") + 1] = str(spec.host_port or 0)
-        python = [self.python, "-m", "coderunner_gateway", *gateway[1:], "--ready-file", f"{RUN_DIR}/ready.json"]
-        if owner is not None:
-            python = [self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]), *python]
-        return [*cmd, "--chdir", SANDBOX_WORKSPACE, "--", *python]
+
+    def _gateway(self, spec: ContainerSpec, owner: tuple[int, int] | None) -> list[str]:
+        gateway = gateway_args(
+            spec,
+            program=(self.python, "-m", "coderunner_gateway"),
+            isolation="bwrap",
+            share_mounts=True,
+            secret_fds=(TOKEN_FD, ENV_FD),
+            host="127.0.0.1",
+            port=spec.host_port or 0,  # the host's network: any free loopback port, read back from the ready file
+            ready_file=f"{RUN_DIR}/ready.json",
+        )
+        if owner is None:
+            return gateway
+        return [self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]), *gateway]
 
     def _python_dirs(self) -> list[str]:
         """The gateway's Python, its packages and (editable) source: never an empty or relative
@@ -420,6 +346,64 @@ class LocalRuntime:
             env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin", "TERM": os.environ.get("TERM", "xterm")},
             pty=True,
         )
+
+
+def _namespaces(cmd: Command, owner: tuple[int, int] | None, network: bool) -> None:
+    """Who the sandbox runs as and what it shares with the host."""
+    for flag in ("--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"):
+        cmd.add_flag(flag, True)
+    cmd.add_flag("--unshare-cgroup-try", True)
+    cmd.add_simple_arg("--hostname", "coderunner")
+    cmd.add_flag("--clearenv", True)
+    if owner is None:  # a user: its own user namespace, where it is uid 1000 without capabilities
+        cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
+    else:  # root: set up as root, keep only what dropping to the gateway's uid needs
+        cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    cmd.add_flag("--unshare-net", not network)
+
+
+class _DirsAbove:
+    """``--dir`` for the dirs above a path, traversable: bwrap makes them 0700, which
+    as root (the gateway then runs as another uid) would lock the gateway out. Each once."""
+
+    def __init__(self) -> None:
+        self.made: set[str] = set()
+
+    def __call__(self, path: str) -> list[str]:
+        out: list[str] = []
+        for parent in reversed(Path(path).parents[:-1]):
+            p = str(parent)
+            if (
+                p not in self.made
+                and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev")
+                and not p.startswith(("/usr/", "/proc/", "/dev/"))
+            ):
+                self.made.add(p)
+                out += ["--perms", "0755", "--dir", p]
+        return out
+
+
+def _system_view(cmd: Command, above: _DirsAbove) -> None:
+    """/usr and its links, and the few /etc files programs need, read-only."""
+    cmd += ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / top
+        if path.is_symlink():
+            cmd += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            cmd += ["--ro-bind", str(path), str(path)]
+    for name in ETC_FILES:
+        if os.path.lexists(f"/etc/{name}"):
+            cmd += [*above(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+
+
+def _scratch(cmd: Command) -> None:
+    """A fresh /proc and /dev, sized tmpfs for /tmp, /home and /run, the gateway's dir and the host's procfs."""
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--perms", "01777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", "/home", "--perms", "01777", "--dir", SANDBOX_HOME]
+    cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", "/run", "--dir", GATEWAY_DIR]
+    cmd += ["--bind", "/proc", HOST_PROC]
 
 
 def _without_gateway_mounts(options: list[str]) -> list[str]:
