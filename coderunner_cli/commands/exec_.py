@@ -271,7 +271,7 @@ def run(
             try:
                 with CodeRunner() as other:
                     other.interrupt(session)
-            except Exception as exc:  # noqa: BLE001 - best effort while exiting on Ctrl-C
+            except Exception as exc:  # best effort while exiting on Ctrl-C
                 print(f"coderunner: could not interrupt session {session}: {exc}", file=sys.stderr)
         cr.close()  # closing the stream kills a script
         print("coderunner: interrupted", file=sys.stderr)
