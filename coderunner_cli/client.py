@@ -167,10 +167,11 @@ class _Base:
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"code": code}
         if isinstance(stdin, (bytes, bytearray)):  # UTF-8 goes as text (any gateway reads it), the rest as base64
+            raw = bytes(stdin)
             try:
-                stdin = bytes(stdin).decode("utf-8")
+                stdin = raw.decode("utf-8")
             except UnicodeDecodeError:
-                body["stdin_b64"] = base64.b64encode(stdin).decode("ascii")
+                body["stdin_b64"] = base64.b64encode(raw).decode("ascii")
                 stdin = None
         for key, value in (
             ("session_id", session),
