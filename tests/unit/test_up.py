@@ -65,16 +65,25 @@ class FakeGateway:
 
 
 class FakeRuntime:
-    """The ``Runtime`` protocol in memory. ``resumable=False`` behaves as ``local`` does (and is
-    named so, for a ``sandbox.py`` that still asks the name): its stop ends a sandbox for good."""
+    """The ``Runtime`` protocol in memory, its capabilities chosen per test. Not ``resumable``:
+    its stop ends a sandbox for good (as ``local``'s does) and nothing is left to remove."""
 
     isolation = "nothing: a fake"
 
-    def __init__(self, gateway: FakeGateway, *, name: str = "fake", resumable: bool = True, images=()) -> None:
+    def __init__(
+        self,
+        gateway: FakeGateway,
+        *,
+        name: str = "fake",
+        resumable: bool = True,
+        enforces_limits: bool = True,
+        needs_image: bool = True,
+        images=(),
+    ) -> None:
         self.name = name
         self.resumable = resumable
-        self.enforces_limits = resumable
-        self.needs_image = resumable
+        self.enforces_limits = enforces_limits
+        self.needs_image = needs_image
         self.gateway = gateway
         self.images = set(images)
         self.containers: dict[str, str] = {}  # name -> running | stopped
@@ -95,7 +104,7 @@ class FakeRuntime:
 
     def has_image(self, image: str) -> bool:
         self._call("has_image", image)
-        return image in self.images or not self.needs_image
+        return image in self.images
 
     def pull(self, image: str) -> None:
         self._call("pull", image)
@@ -333,18 +342,46 @@ def test_a_stopped_sandbox_with_changed_options_is_recreated_not_resumed(fake):
 
 
 def test_a_runtime_that_cannot_resume_starts_again_and_never_removes(runtimes, gateway):
-    local = runtimes(FakeRuntime(gateway, name="local", resumable=False))
-    r = up(runtime="local", cpus=2)
-    assert any("--cpus/--memory" in w for w in r.warnings), "limits it cannot enforce are said"
-    local.containers["coderunner"] = "stopped"
-    calls = len(local.calls)
+    procs = runtimes(FakeRuntime(gateway, name="procs", resumable=False, images=[DEFAULT_IMAGE]))
+    up(runtime="procs")
+    procs.containers["coderunner"] = "stopped"
+    calls = len(procs.calls)
     r = up()
-    assert r.action == "started" and len(local.specs) == 2
-    assert "resume" not in local.names() and "remove" not in local.names()[calls:]
+    assert r.action == "started" and len(procs.specs) == 2
+    assert "resume" not in procs.names() and "remove" not in procs.names()[calls:]
     (paths.workspace() / "keep.txt").write_text("mine")
     r = up(recreate=True)
-    assert r.action == "recreated" and "remove" not in local.names(), "its remove would delete the workspace"
+    assert r.action == "recreated" and "remove" not in procs.names(), "what it would remove is the workspace"
     assert (paths.workspace() / "keep.txt").exists()
+
+
+def test_limits_a_runtime_cannot_enforce_are_said(runtimes, gateway):
+    loose = runtimes(FakeRuntime(gateway, name="loose", enforces_limits=False, images=[DEFAULT_IMAGE]))
+    assert up(runtime="loose").warnings == [], "no limits asked, nothing to say"
+    r = up(runtime="loose", cpus=2)
+    assert len(r.warnings) == 1 and "loose runtime cannot enforce --cpus/--memory" in r.warnings[0]
+    assert loose.specs[-1].cpus == 2, "the option is still recorded and passed"
+
+
+def test_a_runtime_that_enforces_limits_gets_no_warning(fake):
+    assert up(runtime="fake", cpus=2, memory="1g").warnings == []
+
+
+def test_a_runtime_without_images_never_builds_nor_pulls(runtimes, gateway):
+    bare = runtimes(FakeRuntime(gateway, name="bare", needs_image=False))
+    up(runtime="bare", image="example.org/other:1")
+    assert bare.names() == ["prepare", "create"]
+
+
+def test_the_fake_implements_the_whole_runtime_protocol(gateway):
+    from coderunner_cli.runtimes.base import Runtime
+
+    members = set(getattr(Runtime, "__annotations__", {})) | {
+        n for n, v in vars(Runtime).items() if callable(v) and not n.startswith("_")
+    }
+    fake = FakeRuntime(gateway)
+    missing = sorted(n for n in members if not hasattr(fake, n))
+    assert not missing, f"the Runtime protocol grew {missing}: teach FakeRuntime"
 
 
 def test_a_running_sandbox_of_another_runtime_must_be_downed_first(runtimes, gateway):
