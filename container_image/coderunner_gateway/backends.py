@@ -7,15 +7,14 @@ from typing import Protocol
 
 from .events import Sink
 from .outcome import Outcome
+from .request import ExecuteRequest
 from .settings import Settings
 
 
 class Backend(Protocol):
     language: str
 
-    async def execute(
-        self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None
-    ) -> Outcome: ...
+    async def execute(self, req: ExecuteRequest, sink: Sink, output_limit: int | None = None) -> Outcome: ...
     async def interrupt(self) -> None: ...
     async def is_alive(self) -> bool: ...
     async def shutdown(self) -> None: ...

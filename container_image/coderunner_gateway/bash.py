@@ -11,7 +11,9 @@ import shlex
 from typing import Any
 
 from .events import Sink
+from .jail import write_cell_file
 from .outcome import EXIT_DIED, Outcome
+from .request import ExecuteRequest
 from .settings import Settings
 
 
@@ -27,7 +29,10 @@ class BashProcess:
     language = "bash"
 
     def __init__(self, proc: asyncio.subprocess.Process, settings: Settings, cell: Any) -> None:
+        if proc.stdin is None or proc.stdout is None or proc.stderr is None:
+            raise ValueError("bash must be started with pipes for stdin, stdout and stderr")
         self.proc = proc
+        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
         self.settings = settings
         self.cell = cell
 
@@ -66,30 +71,28 @@ class BashProcess:
             await self.proc.wait()
         self.settings.jail.close_cell(self.cell)
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
+    async def execute(self, req: ExecuteRequest, sink: Sink, output_limit: int | None = None) -> Outcome:
         # output_limit: a pipe has backpressure; the Collector's cap suffices
         marker = f"\x1e__coderunner_{secrets.token_hex(8)}__".encode()
         path = self.cell.path(f"cell-{secrets.token_hex(6)}.sh")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(code)
-        self.settings.jail.give(self.cell, path)
         m = marker.decode()
         command = (
             f"source {shlex.quote(path)} </dev/null\n"
             f"__cr_rc=$?; printf '%s%d\\n' '{m}' \"$__cr_rc\"; printf '%s\\n' '{m}' >&2\n"
         )
         try:
-            self.proc.stdin.write(command.encode())
-            await self.proc.stdin.drain()
-            out = asyncio.create_task(_read_until(self.proc.stdout, marker, "stdout", sink))
-            err = asyncio.create_task(_read_until(self.proc.stderr, marker, "stderr", sink))
+            await asyncio.to_thread(write_cell_file, path, req.code)  # up to the request limit: off the loop
+            self.settings.jail.give(self.cell, path)
+            self.stdin.write(command.encode())
+            await self.stdin.drain()
+            out = asyncio.create_task(_read_until(self.stdout, marker, "stdout", sink))
+            err = asyncio.create_task(_read_until(self.stderr, marker, "stderr", sink))
             try:
-                rc, _ = await asyncio.wait_for(asyncio.gather(out, err), timeout)
+                rc, _ = await asyncio.wait_for(asyncio.gather(out, err), req.timeout)
             except TimeoutError:
                 self._kill()
                 o = Outcome.timeout(
-                    timeout or 0, "bash was killed; the session got a fresh bash and its state was lost"
+                    req.timeout or 0, "bash was killed; the session got a fresh bash and its state was lost"
                 )
                 o.state_lost = True
                 return o

@@ -393,11 +393,13 @@ class SetidJail(Jail):
             raise IsolationUnavailable("--code-uid 0 would run code as root: pick an unprivileged uid")
         config.code_uid = 1000 if config.code_uid is None else config.code_uid
         config.code_gid = 1000 if config.code_gid is None else config.code_gid
+        self.code_uid: int = config.code_uid
+        self.code_gid: int = config.code_gid
         super().__init__(config)
         os.chmod(config.runtime_dir, 0o711)  # cells are reached by path; their own mode guards them
         ws = os.stat(config.workspace)
         if ws.st_uid == 0:  # a fresh volume: the code must be able to write it
-            os.chown(config.workspace, config.code_uid, config.code_gid)
+            os.chown(config.workspace, self.code_uid, self.code_gid)
         self._gids = count(GID_BASE + (os.getpid() % 1000) * 1000)
         self._libc = ctypes.CDLL(None, use_errno=True)
 
@@ -407,7 +409,7 @@ class SetidJail(Jail):
         os.chmod(cell.dir, 0o2770)  # root's, its group's only; new files keep the group
         super()._prepare(cell)
         for path in (cell.home, cell.tmp):
-            os.chown(path, self.config.code_uid, cell.gid)
+            os.chown(path, self.code_uid, cell.gid)
 
     def give(self, cell: Cell, path: str) -> None:
         # explicitly: without CAP_FSETID the directory's setgid bit may not have stuck
@@ -423,7 +425,7 @@ class SetidJail(Jail):
         # the shared /tmp: hand it to the cell's identity before dropping to it
         return (
             'for a in "$@"; do case "$a" in --user-data-dir=*) '
-            f'chown -R {self.config.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n'
+            f'chown -R {self.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n'
         )
 
     def popen_kwargs(self, cell: Cell) -> dict[str, Any]:
@@ -434,7 +436,7 @@ class SetidJail(Jail):
 
         return {
             "start_new_session": True,
-            "user": self.config.code_uid,
+            "user": self.code_uid,
             "group": cell.gid,
             "extra_groups": [],
             "umask": 0o022,
@@ -447,10 +449,17 @@ class SetidJail(Jail):
             kill_group(cell.gid)
 
     def _wrap_argv(self, cell: Cell, program: str) -> list[str]:
-        return [sys.executable, "-S", "-c", DROP, str(self.config.code_uid), str(cell.gid), program]
+        return [sys.executable, "-S", "-c", DROP, str(self.code_uid), str(cell.gid), program]
 
     def describe(self) -> dict[str, Any]:
-        return {"mode": self.name, "code_uid": self.config.code_uid}
+        return {"mode": self.name, "code_uid": self.code_uid}
+
+
+def write_cell_file(path: str, text: str) -> None:
+    """Create ``path`` (it must not exist), readable by the gateway and the cell's group only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def kill_group(gid: int, rounds: int = 50) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from . import programs
 from .events import Sink
 from .outcome import EXIT_DIED, EXIT_INTERRUPTED, Outcome, system_exit_code, system_exit_prints
+from .request import ExecuteRequest
 from .settings import Settings
 
 KERNEL_INIT = programs.load("kernel_init.py")
@@ -39,6 +40,7 @@ class PythonKernel:
     @classmethod
     async def start(cls, settings: Settings) -> PythonKernel:
         from jupyter_client import AsyncKernelManager
+        from jupyter_client.provisioning import LocalProvisioner
 
         jail = settings.jail
         cell = jail.open_cell("kernel")
@@ -52,6 +54,8 @@ class PythonKernel:
             # the kernel runs our Python, whatever kernelspecs the machine has, inside its cell;
             # it interrupts itself on a control message (a signal would reach only the cell's bwrap)
             spec = km.kernel_spec
+            if spec is None:
+                raise RuntimeError("no python3 kernelspec: the gateway's Python needs ipykernel")
             spec.argv = jail.command(cell, [settings.python, *spec.argv[1:]])
             spec.interrupt_mode = "message"
             km.write_connection_file()
@@ -65,7 +69,7 @@ class PythonKernel:
                 independent=True,
                 **jail.popen_kwargs(cell),
             )
-            cell.pid = km.provisioner.pid if km.provisioner is not None else None
+            cell.pid = km.provisioner.pid if isinstance(km.provisioner, LocalProvisioner) else None
         except BaseException:
             jail.close_cell(cell)
             raise
@@ -103,7 +107,8 @@ class PythonKernel:
             await self.km._async_cleanup_resources()
         self.settings.jail.close_cell(self.cell)
 
-    async def execute(self, code: str, timeout: float | None, sink: Sink, output_limit: int | None = None) -> Outcome:
+    async def execute(self, req: ExecuteRequest, sink: Sink, output_limit: int | None = None) -> Outcome:
+        code, timeout = req.code, req.timeout
         loop = asyncio.get_running_loop()
         kc = self.kc
         content = {

@@ -7,19 +7,22 @@ request). Output is streamed as progress notifications while the code runs;
 the result carries stdout, stderr and the error as text and figures as image
 content. A failure is a tool error.
 
-Host and Origin are checked on every route, ``/mcp`` included (app.HostOriginGuard);
+Host and Origin are checked on every route, ``/mcp`` included (api.guards.HostOriginGuard);
 the token is required as on every route.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
-import contextvars
 import inspect
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,11 +30,15 @@ from mcp.server.fastmcp import Context, FastMCP, Image
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
+from . import __version__, files
+from .browser import check_url
 from .errors import ApiError, SessionNotFound
 from .events import Collector
+from .request import ExecuteRequest
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .gateway import Gateway
+    from .sessions import Session
 
 INSTRUCTIONS = """Runs code in a sandbox on the user's machine. execute_python_code keeps state between calls
 (a Jupyter kernel per MCP session; reset_session starts afresh); matplotlib figures come back as images.
@@ -43,8 +50,12 @@ log = logging.getLogger("coderunner_gateway")
 
 MAX_READ_BYTES = 10 * 1024 * 1024  # read_file and get_skill_file return text whole: past this, refused
 
-# the coderunner session of the MCP session being served (set per MCP session, seen by its tools)
-_owned: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("coderunner_mcp_session")
+
+@dataclass
+class Owned:
+    """The coderunner session an MCP session was given (its lifespan context, seen by its tools)."""
+
+    sid: str | None = None
 
 
 class _ProgressSink(Collector):
@@ -61,8 +72,17 @@ class _ProgressSink(Collector):
             self.chunks += 1
             try:
                 await self.ctx.report_progress(self.chunks, None, event["text"])
-            except Exception:  # noqa: BLE001 - a client that cannot take progress still gets the result
+            except Exception:  # a client that cannot take progress still gets the result
                 pass
+
+
+def _read_at_most(path: Path, limit: int) -> bytes | int:
+    """The bytes of ``path``, or its size when that is over ``limit``."""
+    with open(path, "rb") as f:
+        if (size := os.fstat(f.fileno()).st_size) > limit:
+            return size
+        data = f.read(limit + 1)  # it may have grown since
+    return len(data) if len(data) > limit else data
 
 
 def _too_large(path: str, size: int) -> ToolError:
@@ -73,51 +93,43 @@ def _too_large(path: str, size: int) -> ToolError:
 
 
 def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
-    from . import files
-
     options: dict[str, Any] = {}
     if "session_idle_timeout" in inspect.signature(FastMCP.__init__).parameters:
         options["session_idle_timeout"] = idle_timeout  # the SDK ends MCP sessions left idle this long
+
+    @contextlib.asynccontextmanager
+    async def mcp_session(server: FastMCP) -> AsyncIterator[Owned]:
+        # entered once per MCP session (the low-level server's run): whatever ends it (DELETE,
+        # idle timeout, a crash), the kernel it was given goes with it
+        owned = Owned()
+        try:
+            yield owned
+        finally:
+            if owned.sid is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
+                    await gw.sessions.delete(owned.sid)
+                    log.info("MCP session ended: session %s released", owned.sid)
+
     server = FastMCP(
         "coderunner",
         instructions=INSTRUCTIONS,
         streamable_http_path="/mcp",
-        # checked by app.HostOriginGuard, which also allows container IPs
+        # checked by api.guards.HostOriginGuard, which also allows container IPs
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        lifespan=mcp_session,
         **options,
     )
-
-    from . import __version__
-
     server._mcp_server.version = __version__  # serverInfo.version: ours, not the SDK's
 
-    # An MCP session is one run of the low-level server: whatever ends it (DELETE, idle
-    # timeout, a crash), the kernel it was given goes with it.
-    lowlevel = server._mcp_server
-    serve_one = lowlevel.run
-
-    async def run_session(*args: Any, **kwargs: Any) -> Any:
-        owned: dict[str, Any] = {"sid": None}
-        _owned.set(owned)
-        try:
-            return await serve_one(*args, **kwargs)
-        finally:
-            if owned["sid"] is not None:
-                with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
-                    await gw.sessions.delete(owned["sid"])
-                    log.info("MCP session ended: session %s released", owned["sid"])
-
-    lowlevel.run = run_session
-
-    async def client_session(ctx: Context) -> Any:
-        owned = _owned.get(None)
-        if owned is None:  # not under run_session (cannot happen with the SDK's transport)
-            owned = {"sid": None}
-        sid = owned["sid"]
+    async def client_session(ctx: Context) -> Session:
+        owned = ctx.request_context.lifespan_context
+        if not isinstance(owned, Owned):  # not under mcp_session (cannot happen with the SDK's transport)
+            owned = Owned()
+        sid = owned.sid
         if sid is not None and sid in gw.sessions.sessions:
             return gw.sessions.sessions[sid]
         session = await gw.sessions.create(None, "python")
-        owned["sid"] = session.id
+        owned.sid = session.id
         return session
 
     def fail(exc: ApiError) -> ToolError:
@@ -132,7 +144,8 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
             raise ToolError("command is empty: send the code to run")
         session = await client_session(ctx)
         sink = _ProgressSink(gw.settings.max_output_bytes, ctx)
-        await gw.run(sink, {"session": session, "code": command, "timeout": gw.settings.default_timeout})
+        req = ExecuteRequest(code=command, timeout=gw.settings.default_timeout, session=session)
+        await gw.run(sink, req, output_limit=sink.max_bytes)
         result = sink.result()
         parts: list[Any] = []
         text = []
@@ -166,8 +179,6 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
     @server.tool()
     async def navigate_and_get_all_visible_text(url: str) -> str:
         """Open an http(s) URL in the sandbox's headless Chromium and return the page's visible text."""
-        from .browser import check_url
-
         try:
             page = await gw.browser.navigate(check_url(url))
         except ApiError as exc:
@@ -177,13 +188,15 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
     @server.tool()
     async def list_skills() -> str:
         """The skills available: name and description of each."""
-        return json.dumps([s.summary() for s in gw.skills.list()], indent=2)
+        skills = await asyncio.to_thread(gw.skills.all_skills)
+        return json.dumps([s.summary() for s in skills], indent=2)
 
     @server.tool()
     async def get_skill_info(skill_name: str) -> str:
         """A skill's instructions (SKILL.md), its files, and where it lives in the sandbox."""
         try:
-            return json.dumps(gw.skills.get(skill_name).detail(), indent=2)
+            skill = await asyncio.to_thread(gw.skills.get, skill_name)
+            return json.dumps(await asyncio.to_thread(skill.detail), indent=2)
         except ApiError as exc:
             raise fail(exc) from exc
 
@@ -191,12 +204,12 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
     async def get_skill_file(skill_name: str, filename: str) -> str:
         """The text of one file of a skill (e.g. scripts/tool.py)."""
         try:
-            path = gw.skills.file(skill_name, filename)
+            path = await asyncio.to_thread(gw.skills.file, skill_name, filename)
         except ApiError as exc:
             raise fail(exc) from exc
         if (size := path.stat().st_size) > MAX_READ_BYTES:
             raise _too_large(filename, size)
-        return path.read_text(encoding="utf-8", errors="replace")
+        return await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
 
     @server.tool()
     async def read_file(path: str) -> str:
@@ -207,19 +220,17 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
             raise fail(exc) from exc
         if not target.is_file():
             raise ToolError(f"no file {path!r} in the workspace")
-        with open(target, "rb") as f:
-            if (size := os.fstat(f.fileno()).st_size) > MAX_READ_BYTES:
-                raise _too_large(path, size)
-            data = f.read(MAX_READ_BYTES + 1)  # it may have grown since
-        if len(data) > MAX_READ_BYTES:
-            raise _too_large(path, len(data))
+        data = await asyncio.to_thread(_read_at_most, target, MAX_READ_BYTES)
+        if isinstance(data, int):
+            raise _too_large(path, data)
         return data.decode("utf-8", errors="replace")
 
     @server.tool()
     async def write_file(path: str, content: str) -> str:
         """Write a text file into the sandbox's workspace (a path relative to it), creating folders."""
         try:
-            size = files.write(files.resolve(gw.settings.workspace, path), content.encode())
+            target = files.resolve(gw.settings.workspace, path)
+            size = await asyncio.to_thread(files.write, target, content.encode())
         except ApiError as exc:
             raise fail(exc) from exc
         return f"wrote {size} bytes to {path}"

@@ -18,12 +18,15 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import programs
 from .events import Sink, Utf8Chunks
+from .jail import Cell, write_cell_file
 from .outcome import Outcome
+from .request import ExecuteRequest
 from .settings import Settings
 
 TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT, TAG_DISPLAY = 1, 2, 3, 4, 5
@@ -114,7 +117,7 @@ class ScriptRunner:
         os.close(ctl_r)
         return _Warm(proc, exited, cell, chan_r, chan_w, ctl_w)
 
-    def _take_warm(self, env: dict[str, str]) -> _Warm | None:
+    def _take_warm(self, env: Mapping[str, str]) -> _Warm | None:
         if any(k.startswith(STARTUP_ENV) for k in env):
             return None
         while self._warm:
@@ -129,7 +132,7 @@ class ScriptRunner:
         return None
 
     async def _spawn(
-        self, cell, cmd: list[str], *, stdin: bool, env: dict[str, str] | None, pass_fds: tuple[int, ...]
+        self, cell: Cell, cmd: list[str], *, stdin: bool, env: Mapping[str, str] | None, pass_fds: tuple[int, ...]
     ) -> tuple[Any, asyncio.Event]:
         jail = self.settings.jail
         loop = asyncio.get_running_loop()
@@ -148,26 +151,20 @@ class ScriptRunner:
         cell.pid = proc.pid
         return proc, protocol.exited
 
-    async def run(
-        self,
-        sink: Sink,
-        *,
-        code: str,
-        language: str,
-        argv: list[str],
-        stdin: bytes | None,
-        env: dict[str, str],
-        timeout: float | None,
-        filename: str | None,
-        cwd: str | None = None,
-    ) -> Outcome:
+    async def run(self, req: ExecuteRequest, sink: Sink) -> Outcome:
+        language, argv, stdin, env, filename, cwd = req.language, req.argv, req.stdin, req.env, req.filename, req.cwd
         jail = self.settings.jail
         warm = self._take_warm(env) if language == "python" else None
         cell = warm.cell if warm is not None else jail.open_cell("run")
         path = cell.path(_safe_name(filename, language))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(code)
+        try:
+            await asyncio.to_thread(write_cell_file, path, req.code)  # up to the request limit: off the loop
+        except BaseException:
+            if warm is not None:
+                os.close(warm.chan_r)
+                os.close(warm.ctl_w)
+            jail.close_cell(cell)
+            raise
         jail.give(cell, path)
         # like `python -c`: argv[0] "-c" and "<string>" in tracebacks, unless named
         # with a cwd, a filename is the script's path relative to it (the user's own name for it)
@@ -180,14 +177,14 @@ class ScriptRunner:
                 proc, exited = warm.proc, warm.exited
                 import marshal
 
-                req = marshal.dumps(
+                message = marshal.dumps(
                     {
                         "env": jail.env(cell, self.settings.child_env(env)),
                         "argv": [str(warm.chan_fd), path, shown, cwd or "", shown if filename else "-c", *argv],
                     }
                 )
                 with contextlib.suppress(BrokenPipeError):
-                    os.write(warm.ctl_w, len(req).to_bytes(4, "big") + req)  # fits a pipe's buffer
+                    os.write(warm.ctl_w, len(message).to_bytes(4, "big") + message)  # fits a pipe's buffer
                 os.close(warm.ctl_w)
                 if stdin is None:
                     proc.stdin.close()
@@ -222,7 +219,7 @@ class ScriptRunner:
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=())
             self.running[proc.pid] = cell
             try:
-                return await self._supervise(proc, exited, sink, chan_r, stdin, timeout, cell)
+                return await self._supervise(proc, exited, sink, chan_r, stdin, req.timeout, cell)
             finally:
                 chan_r = -1  # owned (and closed) by the reader's transport
                 jail.kill(cell)

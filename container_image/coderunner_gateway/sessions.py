@@ -21,6 +21,7 @@ from .errors import Conflict, SessionNotFound, TooManySessions, Unavailable
 from .events import Sink
 from .kernel_pool import KernelPool
 from .outcome import EXIT_DIED, Outcome
+from .request import ExecuteRequest
 from .settings import Settings
 
 log = logging.getLogger("coderunner_gateway")
@@ -61,7 +62,8 @@ class SessionManager:
         self.pool = KernelPool(settings)
         self.sessions: dict[str, Session] = {}
         self.closing = False
-        self._reaper: asyncio.Task | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # old backends shutting down
         self._creating = 0
 
     def start(self) -> None:
@@ -77,7 +79,7 @@ class SessionManager:
             raise SessionNotFound(key)
         return session
 
-    def list(self) -> list[dict[str, Any]]:
+    def describe(self) -> list[dict[str, Any]]:
         return [s.info() for s in self.sessions.values()]
 
     # -- lifecycle ----------------------------------------------------------
@@ -131,10 +133,16 @@ class SessionManager:
             return  # already replaced, shutting down, or deleted
         session.backend = await self._new_backend(session.language)
         session.restarts += 1
-        asyncio.create_task(old.shutdown())
+        task = asyncio.create_task(old.shutdown())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- execution ----------------------------------------------------------
-    async def execute(self, session: Session, code: str, timeout: float | None, sink: Sink) -> Outcome:
+    async def execute(
+        self, session: Session, req: ExecuteRequest, sink: Sink, *, output_limit: int | None = None
+    ) -> Outcome:
+        """Run ``req`` on ``session`` after the executions queued before it. ``output_limit``:
+        the bytes of output the consumer keeps (a kernel cuts the rest where it is produced)."""
         session.running += 1
         try:
             async with session.lock:
@@ -144,7 +152,7 @@ class SessionManager:
                 session.executions += 1
                 backend = session.backend
                 try:
-                    outcome = await backend.execute(code, timeout, sink, getattr(sink, "max_bytes", None))
+                    outcome = await backend.execute(req, sink, output_limit)
                 except asyncio.CancelledError:
                     # the client went away: stop what it started
                     with contextlib.suppress(Exception):

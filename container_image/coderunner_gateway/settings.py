@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ class Settings:
     runtime_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="coderunner-gw-"))
     jail: Any = field(default=None, compare=False)  # jail.Jail: makes the cells code runs in
 
-    def child_env(self, extra: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
+    def child_env(self, extra: Mapping[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
         """Environment for code we run: an allowlist of ours, never the gateway's secrets."""
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")

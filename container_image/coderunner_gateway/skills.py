@@ -144,7 +144,7 @@ class SkillStore:
                 )
         return found
 
-    def list(self) -> list[Skill]:
+    def all_skills(self) -> list[Skill]:
         return list(self.scan().values())
 
     def get(self, name: str) -> Skill:

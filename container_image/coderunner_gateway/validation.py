@@ -91,7 +91,7 @@ class Fields:
     def _bad(self, name: str, what: str) -> BadRequest:
         return BadRequest(f"field {name!r} must be {what}", code="invalid_field")
 
-    def str(self, name: str, default: str | None = None, *, nonempty: bool = False) -> str | None:
+    def string(self, name: str, default: str | None = None, *, nonempty: bool = False) -> str | None:
         value = self.data.get(name)
         if value is None:
             return default
@@ -101,7 +101,7 @@ class Fields:
 
     def name(self, name: str, *, nonempty: bool = True) -> str | None:
         """A file or session name: no NUL, at most :data:`MAX_NAME_BYTES` bytes."""
-        value = self.str(name, nonempty=nonempty)
+        value = self.string(name, nonempty=nonempty)
         if value is not None and ("\x00" in value or len(value.encode()) > MAX_NAME_BYTES):
             raise self._bad(name, f"a name of at most {MAX_NAME_BYTES} bytes, without NUL")
         return value
@@ -116,7 +116,7 @@ class Fields:
             raise self._bad(name, f"at most {maximum:g} seconds")
         return float(value)
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def boolean(self, name: str, default: bool = False) -> bool:
         value = self.data.get(name)
         if value is None:
             return default
@@ -124,7 +124,7 @@ class Fields:
             raise self._bad(name, "true or false")
         return value
 
-    def int(self, name: str, default: int, *, low: int, high: int) -> int:
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
         value = self.data.get(name)
         if value is None:
             return default
@@ -133,7 +133,7 @@ class Fields:
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.str(name, default)
+        value = self.string(name, default)
         if value not in choices:
             raise self._bad(name, f"one of {', '.join(choices)}")
         return value
@@ -165,7 +165,7 @@ class Fields:
         return value
 
     def language(self, name: str = "language") -> str:
-        value = self.str(name, "python")
+        value = self.string(name, "python")
         if value not in LANGUAGES:
             raise BadRequest(f"unknown language {value!r}: use one of {', '.join(LANGUAGES)}", code="unknown_language")
         return value

@@ -59,6 +59,11 @@ def test_a_wheel_of_the_gateway_holds_the_public_skills_and_programs_and_the_che
         assert f"coderunner_gateway/public_skills/{rel}" in names, sorted(names)
     for name in PROGRAMS:
         assert f"coderunner_gateway/programs/{name}" in names, sorted(names)
+    package = SOURCE / "coderunner_gateway"
+    for module in package.rglob("*.py"):  # every module, subpackages too (api/)
+        rel = module.relative_to(package.parent).as_posix()
+        if "public_skills" not in rel:
+            assert rel in names, sorted(names)
     # installed from the wheel alone (not this checkout), the gateway reads its programs
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:

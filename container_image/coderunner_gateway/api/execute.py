@@ -1,0 +1,181 @@
+"""``POST /v1/execute``: parse a request into an :class:`ExecuteRequest`, run it, answer as
+one JSON document (``Accept: application/json``, the default) or an NDJSON event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import os.path
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import files
+from ..errors import ApiError, BadRequest
+from ..events import Collector, StreamSink
+from ..gateway import Gateway
+from ..request import ExecuteRequest
+from ..sessions import SessionManager
+from ..settings import Settings
+from ..validation import MAX_ARGV_ENV_BYTES, Fields, read_json
+
+log = logging.getLogger("coderunner_gateway")
+
+NDJSON = "application/x-ndjson"
+EXECUTE_FIELDS = {"code", "session_id", "language", "timeout", "stdin", "stdin_b64", "argv", "env", "filename", "cwd"}
+SCRIPT_ONLY_FIELDS = ("stdin", "stdin_b64", "argv", "env", "filename", "cwd")
+
+
+def parse_execute(
+    data: dict[str, Any], settings: Settings, sessions: SessionManager, *, strict: bool = True
+) -> ExecuteRequest:
+    """Check an execute request's body (400 naming the field) and find its session (404)."""
+    f = Fields(data, EXECUTE_FIELDS, strict=strict)
+    code = f.string("code")
+    if code is None:
+        raise BadRequest("field 'code' is required: the code to run", code="invalid_field")
+    if not code.strip():
+        raise BadRequest("field 'code' is empty: send some code to run", code="empty_code")
+    sid = f.string("session_id", nonempty=True)
+    language = f.language()
+    timeout = f.number("timeout", maximum=settings.max_timeout) or settings.default_timeout
+    stdin = _stdin(f.string("stdin"), f.string("stdin_b64"))
+    argv, env = f.str_list("argv"), f.str_map("env")
+    filename = f.name("filename", nonempty=False)
+    cwd = None
+    if sid is None and (rel := f.string("cwd")) is not None:
+        cwd = _cwd(settings.workspace, rel)
+        if filename and (filename.startswith("/") or ".." in filename.split("/")):
+            raise BadRequest(
+                f"filename {filename[:80]!r}: with a cwd, a path relative to it, without '..'", code="invalid_field"
+            )
+    if (
+        sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+        > MAX_ARGV_ENV_BYTES
+    ):
+        raise BadRequest(
+            f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin or in a file",
+            code="invalid_field",
+        )
+    session = None
+    if sid is not None:
+        only_scripts = [k for k in SCRIPT_ONLY_FIELDS if data.get(k) not in (None, [], {})]
+        if only_scripts:
+            raise BadRequest(
+                f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
+                code="invalid_field",
+            )
+        session = sessions.get(sid)
+        if "language" in data and session.language != language:
+            raise BadRequest(f"session {sid!r} runs {session.language}, not {language}", code="language_mismatch")
+    return ExecuteRequest(
+        code=code,
+        language=language,
+        timeout=timeout,
+        session=session,
+        stdin=stdin,
+        argv=tuple(argv),
+        env=env,
+        filename=filename,
+        cwd=cwd,
+    )
+
+
+def _cwd(workspace: str, rel: str) -> str:
+    """A script's start directory: an existing folder of the workspace, given relative to it (no links out)."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or ".." in parts or "\x00" in rel:
+        raise BadRequest(
+            f"cwd {rel[:80]!r}: give a folder of the workspace, relative to it, without '..'", code="invalid_cwd"
+        )
+    try:
+        path = files.resolve(workspace, rel)
+    except ApiError:
+        raise BadRequest(f"cwd {rel[:80]!r} is not a folder of the workspace", code="invalid_cwd") from None
+    if not os.path.isdir(path):
+        raise BadRequest(
+            f"cwd {rel[:80]!r}: no such folder in the workspace (upload it with PUT /v1/files)", code="invalid_cwd"
+        )
+    # the path the cells see: the workspace is bound at its own (unresolved) path
+    return os.path.join(workspace, os.path.normpath(rel))
+
+
+def _stdin(text: str | None, b64: str | None) -> bytes | None:
+    """A script's stdin as bytes: ``stdin`` (text, sent as UTF-8) or ``stdin_b64`` (any bytes)."""
+    if b64 is None:
+        return None if text is None else text.encode()
+    if text is not None:
+        raise BadRequest(
+            "give stdin either as 'stdin' (text) or as 'stdin_b64' (base64 bytes), not both", code="invalid_field"
+        )
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("field 'stdin_b64' must be base64 (RFC 4648, with padding)", code="invalid_field") from None
+
+
+class ExecuteRoutes:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/execute", self.execute, methods=["POST"])]
+
+    async def execute(self, request: Request) -> Response:
+        data = await read_json(request, self.gw.settings.max_request_bytes)
+        return await self.respond(request, self.parse(data))
+
+    def parse(self, data: dict[str, Any], *, strict: bool = True) -> ExecuteRequest:
+        return parse_execute(data, self.gw.settings, self.gw.sessions, strict=strict)
+
+    async def respond(self, request: Request, req: ExecuteRequest, headers: dict[str, str] | None = None) -> Response:
+        if NDJSON in request.headers.get("accept", ""):
+            return StreamingResponse(self._stream(req), media_type=NDJSON, headers=headers)
+        collector = Collector(self.gw.settings.max_output_bytes)
+        task = asyncio.create_task(self.gw.run(collector, req, output_limit=collector.max_bytes))
+        # nothing is sent until the end: watch for the client leaving, and stop its code then
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return Response(status_code=499)  # nobody reads it
+        return JSONResponse(collector.result(), headers=headers)
+
+    async def _stream(self, req: ExecuteRequest) -> AsyncIterator[bytes]:
+        # a kernel cannot be paused (ZMQ PUB/SUB): what a slow client cannot take is dropped, counted
+        sink = StreamSink(lossy=req.session is not None)
+
+        async def produce() -> None:
+            try:
+                await self.gw.run(sink, req)
+            except Exception:
+                log.exception("execution failed")
+                await sink.emit(
+                    {
+                        "type": "done",
+                        "status": "error",
+                        "exit_code": 1,
+                        "execution_time": 0.0,
+                        "message": "internal gateway error; see the gateway log",
+                    }
+                )
+            finally:
+                await sink.close()
+
+        task = asyncio.create_task(produce())
+        try:
+            while (line := await sink.get()) is not None:
+                yield line
+        finally:
+            if not task.done():  # the client went away: stop the code it started
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
