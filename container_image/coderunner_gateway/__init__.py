@@ -1,6 +1,6 @@
 """coderunner-gateway: the HTTP gateway that runs inside the sandbox.
 
-It runs code two ways (see ARCHITECTURE.md): a fresh ``python``/``bash``
+It runs code two ways (see the README): a fresh ``python``/``bash``
 process per request, or a persistent session backed by a Jupyter kernel
 (or a bash process), and reports both through one event stream.
 """

@@ -285,7 +285,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
             # end running code first, so open streams finish with "died"
             # instead of holding the graceful shutdown open
             if sig in (signal.SIGTERM, signal.SIGINT) and not self.should_exit:
-                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(gateway.close()))
+                loop.call_soon_threadsafe(lambda: closing.add(asyncio.ensure_future(gateway.close())))
             super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
@@ -297,6 +297,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
                 getattr(self, "_captured_signals", []).clear()
 
     loop = asyncio.get_running_loop()
+    closing: set[asyncio.Future[None]] = set()  # the close a signal started (the loop keeps only weak references)
     server = Server(config)
     if args.uds:
         _socket_dir(args.uds)
@@ -334,10 +335,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
         if server.started:
             log.info("coderunner-gateway %s listening on %s (workspace %s)", __version__, url, settings.workspace)
             if args.ready_file:
-                tmp = args.ready_file + ".tmp"
-                with open(tmp, "w", encoding="utf-8") as f:
-                    json.dump({"url": url, "pid": os.getpid()}, f)
-                os.replace(tmp, args.ready_file)
+                await asyncio.to_thread(_write_ready_file, args.ready_file, url)
 
     announcer = asyncio.create_task(announce())
     try:
@@ -345,6 +343,13 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
     finally:
         announcer.cancel()
         await gateway.close()
+
+
+def _write_ready_file(path: str, url: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"url": url, "pid": os.getpid()}, f)
+    os.replace(tmp, path)
 
 
 def _runtime_dir(workspace: str) -> str:

@@ -84,8 +84,8 @@ class Browser:
         self._contexts: dict[str, Any] = {}
         self._idle: dict[str, list[Any]] = {}  # open pages to reuse: a new one costs ~120 ms
         self._lock = asyncio.Lock()
-        self._watchdog: asyncio.Task | None = None
-        self.launches = 0
+        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()  # closing refused pages, abandoned loads
 
     @property
     def running(self) -> bool:
@@ -121,13 +121,13 @@ class Browser:
             self._idle.clear()
             args = ARGS + shlex.split(os.environ.get("CODERUNNER_CHROMIUM_ARGS", ""))
             try:
-                self._browser = await self._pw.chromium.launch(executable_path=self._executable(), args=args)
+                executable = await asyncio.to_thread(self._executable)  # may write the cell's wrapper
+                self._browser = await self._pw.chromium.launch(executable_path=executable, args=args)
             except Exception as exc:
                 raise Unavailable(
                     f"Chromium did not start: {str(exc).splitlines()[0]} "
                     "(install Debian's chromium, or pass --chromium PATH)"
                 ) from exc
-            self.launches += 1
             log.info("browser launched (%s)", self._browser.version)
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(_watch_renderers())
@@ -170,7 +170,7 @@ class Browser:
                     if size > MAX_PAGE_BYTES:
                         too_large.append(size)
                         refused.set()
-                        asyncio.ensure_future(_close_quietly(page))  # stops the download
+                        self._keep(asyncio.ensure_future(_close_quietly(page)))  # stops the download
 
         page.on("response", on_response)
         try:
@@ -183,6 +183,7 @@ class Browser:
             if too_large:
                 goto.cancel()
                 goto.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody waits for it
+                self._keep(goto)
                 raise PlaywrightError("page too large")
             response = goto.result()
         except PlaywrightTimeout as exc:
@@ -281,15 +282,16 @@ class Browser:
             raise
         await self._release(page, session_id)
 
+    def _keep(self, future: asyncio.Future[Any]) -> None:
+        """Hold a future nobody awaits until it is done (the loop keeps only weak references)."""
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
     async def drop_context(self, session_id: str) -> None:
         self._idle.pop(session_id, None)
         ctx = self._contexts.pop(session_id, None)
         if ctx is not None:
             await _close_quietly(ctx)
-
-    def pid(self) -> int | None:
-        proc = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
-        return getattr(proc, "pid", None)
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -301,7 +303,7 @@ class Browser:
         if self._pw is not None:
             try:
                 await self._pw.stop()
-            except Exception:  # noqa: BLE001 - shutting down anyway
+            except Exception:  # shutting down anyway
                 pass
             self._pw = None
         if self._cell is not None:
@@ -314,7 +316,7 @@ async def _close_quietly(obj: Any, timeout: float = 10) -> None:
     whose renderer was killed mid-load can wait for ever."""
     try:
         await asyncio.wait_for(obj.close(), timeout)
-    except Exception:  # noqa: BLE001 - already gone (crashed, closed), or hung
+    except Exception:  # already gone (crashed, closed), or hung
         pass
 
 
@@ -338,26 +340,31 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _kill_big_renderers(page_size: int) -> None:
+    """Kill any Chromium renderer of ours above :data:`RENDERER_MEMORY_BYTES` (reads /proc: run off the loop)."""
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss = int(f.read().split()[1]) * page_size
+            if rss <= RENDERER_MEMORY_BYTES:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"--type=renderer" not in f.read():
+                    continue
+            os.kill(pid, signal.SIGKILL)
+            log.warning(
+                "browser: killed renderer %d at %d MiB (limit %d MiB)", pid, rss >> 20, RENDERER_MEMORY_BYTES >> 20
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+
+
 async def _watch_renderers(interval: float = 0.2) -> None:
     """Kill any Chromium renderer above :data:`RENDERER_MEMORY_BYTES` (no cgroups here to do it)."""
     page_size = os.sysconf("SC_PAGE_SIZE")
     while True:
         await asyncio.sleep(interval)
-        for pid in _descendants(os.getpid()):
-            try:
-                with open(f"/proc/{pid}/statm") as f:
-                    rss = int(f.read().split()[1]) * page_size
-                if rss <= RENDERER_MEMORY_BYTES:
-                    continue
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"--type=renderer" not in f.read():
-                        continue
-                os.kill(pid, signal.SIGKILL)
-                log.warning(
-                    "browser: killed renderer %d at %d MiB (limit %d MiB)", pid, rss >> 20, RENDERER_MEMORY_BYTES >> 20
-                )
-            except (OSError, ValueError, IndexError):
-                continue
+        await asyncio.to_thread(_kill_big_renderers, page_size)
 
 
 def _net_error(url: str, text: str) -> ApiError:

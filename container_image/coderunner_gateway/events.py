@@ -1,6 +1,6 @@
 """The event stream and the two ways of consuming it.
 
-Runners emit plain dicts (shapes in ARCHITECTURE.md) to a *sink*:
+Runners emit plain dicts (shapes in the README, "The gateway") to a *sink*:
 
 * :class:`StreamSink` hands each event, serialised, to an HTTP response
   through a queue bounded in bytes. For a script, a slow reader slows the

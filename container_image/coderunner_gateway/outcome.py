@@ -1,4 +1,4 @@
-"""How an execution ended, and the exit-code rules of ARCHITECTURE.md."""
+"""How an execution ended, and the exit codes of the README ("Exit codes")."""
 
 from __future__ import annotations
 
