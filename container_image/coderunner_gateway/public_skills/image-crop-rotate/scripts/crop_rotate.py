@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     try:
-        img = Image.open(args.input)
+        img: Image.Image = Image.open(args.input)
         img.load()
     except FileNotFoundError:
         print(f"no such file: {args.input}", file=sys.stderr)
