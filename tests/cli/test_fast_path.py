@@ -172,3 +172,72 @@ def test_kept_help_is_dropped_when_a_file_it_came_from_changes(tmp_path, monkeyp
     assert any(p.endswith("coderunner_cli/app.py") for p in paths)
     assert any("/typer/" in p for p in paths)
     assert code == 0 and b"[OPTIONS] COMMAND [ARGS]..." in out and err == b""
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CODERUNNER_URL": "http://127.0.0.1:1"},
+        {"CODERUNNER_URL": "unix:/nonexistent/gateway.sock"},
+        {"CODERUNNER_TOKEN": "wrong"},
+        {"CODERUNNER_SANDBOX": "nosuch"},
+    ],
+    ids=["refused", "no-socket", "bad-token", "not-running"],
+)
+def test_lean_path_says_transport_errors_as_the_full_cli(sandbox, env):
+    env = {**sandbox, **env}
+    entry = shutil.which("coderunner", path=env["PATH"])
+    argv = ["exec", "-c", "print(1)"]
+    full = _run([sys.executable, "-c", FULL_CLI, *argv], env, None, None)
+    fast = _run([entry, *argv], env, None, None)
+    assert full.returncode != 0
+    assert (fast.returncode, fast.stdout, fast.stderr) == (full.returncode, full.stdout, full.stderr)
+
+
+def test_lean_path_over_a_unix_socket(tmp_path):
+    """`--no-network` sandboxes answer on a unix socket: one chunked NDJSON answer, read to the end."""
+    import socket
+    import threading
+
+    from tests.cli.conftest import cli_env
+
+    path = str(tmp_path / "gw.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    lines = [
+        b'{"type":"start","session_id":null}\n',
+        b'{"type":"stdout","b64":"/wA="}\n',
+        b'{"type":"stderr","text":"\\u00e9\\n"}\n',
+        b'{"type":"done","status":"error","exit_code":7,"execution_time":0.1}\n',
+    ]
+    seen = []
+
+    def serve():
+        conn, _ = server.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        while len(body) < length:
+            body += conn.recv(65536)
+        seen.append((head, body))
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n")
+        *whole, last = lines
+        for part in [*whole, last[:10], last[10:]]:  # one chunk per line, the last one in two
+            conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        conn.sendall(b"0\r\n\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    env = cli_env(tmp_path, CODERUNNER_URL=f"unix:{path}", CODERUNNER_TOKEN="tok")
+    entry = shutil.which("coderunner", path=env["PATH"])
+    proc = subprocess.run([entry, "exec", "-c", "x", "a"], env=env, input=b"\xff", capture_output=True, timeout=60)
+    thread.join(10)
+    server.close()
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, b"\xff\x00", "é\n".encode())
+    head, body = seen[0]
+    assert head.startswith(b"POST /v1/execute HTTP/1.1\r\n") and b"Authorization: Bearer tok" in head
+    assert body == b'{"code": "x", "stdin_b64": "/w==", "language": "python", "argv": ["a"]}'
