@@ -66,6 +66,23 @@ def _plain_name(name: str) -> bool:
     return 0 < len(name) <= 40 and name[0] not in "_.-" and _NAME_CHARS.issuperset(name)
 
 
+def state_home() -> str:
+    """paths.home() without $CODERUNNER_HOME: platformdirs' user_state_dir("coderunner"), which costs
+    more to import than the rest of an exec's start-up (pathlib, tempfile, shutil, random). Said here
+    for Linux where every platformdirs version agrees (an absolute $HOME, an absolute or empty
+    $XDG_STATE_HOME, not Android); anywhere else platformdirs says it."""
+    import os
+
+    env = os.environ
+    home, xdg = env.get("HOME", ""), env.get("XDG_STATE_HOME", "")
+    plain = sys.platform == "linux" and "ANDROID_DATA" not in env and home.startswith("/")
+    if plain and (not xdg or (xdg.startswith("/") and xdg == xdg.strip())):
+        return os.path.join(xdg or os.path.expanduser("~/.local/state"), "coderunner")
+    from platformdirs import user_state_dir
+
+    return user_state_dir("coderunner", appauthor=False)
+
+
 def _gateway(name: str | None) -> tuple[str, str | None, bool] | None:
     """client.discover()'s URL, token and whether they came from `coderunner up`'s state, read
     without pathlib or dataclasses; None when anything is off (the full client says what)."""
@@ -79,11 +96,7 @@ def _gateway(name: str | None) -> tuple[str, str | None, bool] | None:
         return url.rstrip("/"), os.environ.get("CODERUNNER_TOKEN"), False
     from ._http import loads
 
-    home = os.environ.get("CODERUNNER_HOME")
-    if not home:  # paths.home()
-        from platformdirs import user_state_dir
-
-        home = user_state_dir("coderunner", appauthor=False)
+    home = os.environ.get("CODERUNNER_HOME") or state_home()
     folder = home if name == "default" else os.path.join(home, "sandboxes", name)
     try:
         with open(os.path.join(folder, "state.json"), "rb") as f:

@@ -241,3 +241,27 @@ def test_lean_path_over_a_unix_socket(tmp_path):
     head, body = seen[0]
     assert head.startswith(b"POST /v1/execute HTTP/1.1\r\n") and b"Authorization: Bearer tok" in head
     assert body == b'{"code": "x", "stdin_b64": "/w==", "language": "python", "argv": ["a"]}'
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HOME": "/home/u"},
+        {"HOME": "/home/u/"},
+        {"HOME": "/root", "XDG_STATE_HOME": "/var/state"},
+        {"HOME": "/root", "XDG_STATE_HOME": ""},
+        {"HOME": "/root", "XDG_STATE_HOME": "relative/state"},
+        {"HOME": "/root", "XDG_STATE_HOME": " /padded "},
+        {"HOME": "relative"},
+        {},
+    ],
+)
+def test_state_home_is_platformdirs(monkeypatch, env):
+    """Without $CODERUNNER_HOME the fast path finds the state where paths.home() (platformdirs) does."""
+    from coderunner_cli import _fast, paths
+
+    for name in ("HOME", "XDG_STATE_HOME", "CODERUNNER_HOME", "ANDROID_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _fast.state_home() == str(paths.home())
