@@ -76,19 +76,6 @@ def test_a_lone_surrogate_anywhere_is_invalid_unicode():
 
 
 # -- Fields ---------------------------------------------------------------------
-# Fields.str/bool/int are being renamed string/boolean/integer (issue #8: no builtin-shadowing names)
-def string(f: Fields):
-    return getattr(f, "string", None) or f.str
-
-
-def boolean(f: Fields):
-    return getattr(f, "boolean", None) or f.bool
-
-
-def integer(f: Fields):
-    return getattr(f, "integer", None) or f.int
-
-
 def test_unknown_fields_are_refused_by_name_unless_not_strict():
     with pytest.raises(BadRequest) as exc:
         Fields({"code": "x", "tiemout": 1, "zz": 2}, {"code", "timeout"})
@@ -99,11 +86,11 @@ def test_unknown_fields_are_refused_by_name_unless_not_strict():
 
 def test_str_and_name():
     f = Fields({"s": "v", "n": 3, "e": "", "nul": "a\x00b", "long": "x" * (MAX_NAME_BYTES + 1)}, set(), strict=False)
-    assert string(f)("s") == "v" and string(f)("missing", "dflt") == "dflt"
-    assert string(f)("e") == ""
+    assert f.string("s") == "v" and f.string("missing", "dflt") == "dflt"
+    assert f.string("e") == ""
     for name, kw in (("n", {}), ("e", {"nonempty": True})):
         with pytest.raises(BadRequest):
-            string(f)(name, **kw)
+            f.string(name, **kw)
     for name in ("nul", "long", "e"):
         with pytest.raises(BadRequest):
             f.name(name)
@@ -126,16 +113,16 @@ def test_number_accepts_ints_and_floats_as_float():
 def test_bool_and_int_refuse_lookalikes():
     f = Fields({"b": 1, "i": True, "j": 5, "k": 2.0, "l": 9}, set(), strict=False)
     with pytest.raises(BadRequest):
-        boolean(f)("b")
-    assert boolean(Fields({"b": False}, {"b"}))("b", True) is False
-    assert boolean(f)("missing", True) is True
+        f.boolean("b")
+    assert Fields({"b": False}, {"b"}).boolean("b", True) is False
+    assert f.boolean("missing", True) is True
     with pytest.raises(BadRequest):
-        integer(f)("i", 0, low=0, high=10)
+        f.integer("i", 0, low=0, high=10)
     with pytest.raises(BadRequest):
-        integer(f)("k", 0, low=0, high=10)
+        f.integer("k", 0, low=0, high=10)
     with pytest.raises(BadRequest):
-        integer(f)("l", 0, low=0, high=8)
-    assert integer(f)("j", 0, low=5, high=5) == 5 and integer(f)("missing", 7, low=0, high=1) == 7
+        f.integer("l", 0, low=0, high=8)
+    assert f.integer("j", 0, low=5, high=5) == 5 and f.integer("missing", 7, low=0, high=1) == 7
 
 
 def test_choice_and_language():
