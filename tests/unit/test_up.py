@@ -150,11 +150,19 @@ class FakeRuntime:
         return 0
 
 
-@pytest.fixture
-def gateway():
+@pytest.fixture(scope="module")
+def gateway_server():
     gw = FakeGateway()
     yield gw
     gw.close()
+
+
+@pytest.fixture
+def gateway(gateway_server):
+    """One server for the module (a shutdown waits for its poll), as fresh as a new one for each test."""
+    gateway_server.token = None
+    gateway_server.sessions = []
+    return gateway_server
 
 
 @pytest.fixture
