@@ -6,9 +6,16 @@ exactly the common forms
     coderunner exec [--name N] [-c CODE] [-s/--session S] [--timeout T] [-l/--lang L] [FILE|- [ARGS...]]
 
 (options before FILE, as `--opt value` or `--opt=value`) and calls commands/exec_.py as the
-Typer command does. Anything else (other commands, --help, --outputs, `--`, attached short
-values, a bad --timeout, a missing value) goes to the full CLI in app.py, so its messages and
-exit codes are the CLI's own.
+Typer command does. Anything else (other commands, --outputs, `--`, attached short values, a bad
+--timeout, a missing value) goes to the full CLI in app.py, so its messages and exit codes are the
+CLI's own; the top-level help (no arguments, --help, -h) is the full CLI's too, kept (_help.py).
+
+The commonest exec of all, a script run (-c CODE or a .py/.sh/.bash FILE, no --session), goes
+further (:func:`lean`): it finds the sandbox, sends its one request over a raw socket (_http.py) and
+writes the events as exec_.run does, importing nothing but C modules of the standard library after
+site.py. Whatever it is not sure of (a #! line to read, a file it cannot read, a name or state it
+does not recognise, another URL scheme) it leaves, before doing anything, to exec_.run, which says
+it in the CLI's words; errors on the way are said by client.py's own functions.
 """
 
 from __future__ import annotations
