@@ -75,6 +75,11 @@ def test_malformed_urls_are_invalid(url):
 )
 @pytest.mark.parametrize("url", ["http://[::1", "http://[not-an-ip]/", "https://[1:2:3/x"])
 def test_a_malformed_bracketed_host_is_invalid(url):
-    with pytest.raises(BadRequest) as exc:
+    try:
         check_url(url)
-    assert exc.value.code == "invalid_url"
+    except BadRequest as exc:
+        assert exc.code == "invalid_url"
+    except Exception as exc:  # failed without a traceback: pytest renders an xfail's all the same
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+    else:
+        pytest.fail("accepted", pytrace=False)

@@ -311,6 +311,13 @@ def test_absolute_paths_and_the_workspace_itself_are_refused(api):
 
 
 # -- bugs found here (xfail strict: a fix turns them into failures until the marker goes) --------
+# Each ends in expect(), a failure without a traceback: pytest renders an xfail's traceback
+# all the same, and that costs more than the test.
+def expect(ok: bool, what: str) -> None:
+    if not ok:
+        pytest.fail(what, pytrace=False)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="bug: check_url lets urlsplit's ValueError out for a malformed [IPv6] host; the route answers 500 "
@@ -318,8 +325,8 @@ def test_absolute_paths_and_the_workspace_itself_are_refused(api):
 )
 @pytest.mark.parametrize("url", ["http://[::1", "http://[not-an-ip]/"])
 def test_a_malformed_bracketed_host_is_400_not_500(api, url):
-    err = api.error("POST", "/v1/browser/navigate", 400, content=json.dumps({"url": url}))
-    assert err["code"] == "invalid_url"
+    r = api.request("POST", "/v1/browser/navigate", content=json.dumps({"url": url}))
+    expect(r.status_code == 400 and r.json()["error"]["code"] == "invalid_url", r.text)
 
 
 @pytest.mark.xfail(
@@ -330,11 +337,9 @@ def test_a_malformed_bracketed_host_is_400_not_500(api, url):
 def test_a_file_name_of_255_bytes_is_written_or_refused_not_a_500(api):
     name = "n" * 255
     r = api.request("PUT", f"/v1/files/{name}", content=b"x")
-    assert r.status_code in (201, 400), r.text
-    if r.status_code == 201:
-        assert (api.workspace / name).read_bytes() == b"x"
-    else:
-        assert r.json()["error"]["code"] == "invalid_path"
+    written = r.status_code == 201 and (api.workspace / name).read_bytes() == b"x"
+    refused = r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"
+    expect(written or refused, r.text)
 
 
 @pytest.mark.xfail(
@@ -345,7 +350,7 @@ def test_a_file_name_of_255_bytes_is_written_or_refused_not_a_500(api):
 def test_a_file_in_the_way_of_a_folder_is_a_4xx(api):
     assert api.request("PUT", "/v1/files/plain", content=b"x").status_code == 201
     r = api.request("PUT", "/v1/files/plain/child", content=b"y")
-    assert 400 <= r.status_code < 500 and r.json()["error"]["code"] != "internal_error", r.text
+    expect(400 <= r.status_code < 500 and r.json()["error"]["code"] != "internal_error", r.text)
 
 
 @pytest.mark.xfail(
@@ -358,8 +363,9 @@ def test_deleting_a_link_deletes_the_link_not_its_target(api):
     (api.workspace / "alias.txt").symlink_to(api.workspace / "target.txt")
     try:
         assert api.request("DELETE", "/v1/files/alias.txt").json() == {"deleted": "alias.txt"}
-        assert not (api.workspace / "alias.txt").is_symlink(), "the link is gone"
-        assert (api.workspace / "target.txt").read_text() == "keep me", "what it pointed at is not"
+        link_gone = not (api.workspace / "alias.txt").is_symlink()
+        target_kept = (api.workspace / "target.txt").exists()
+        expect(link_gone and target_kept, f"link gone: {link_gone}, target kept: {target_kept}")
     finally:
         for p in (api.workspace / "alias.txt", api.workspace / "target.txt"):
             p.unlink(missing_ok=True)
