@@ -179,7 +179,19 @@ def test_a_foreign_host_or_origin_is_refused_before_the_token(api):
     assert err["code"] == "origin_not_allowed"
     assert api.request("GET", "/v1/sessions", headers={"Host": "localhost:8222"}).status_code == 200
     assert api.request("GET", "/v1/sessions", headers={"Origin": "http://127.0.0.1:3000"}).status_code == 200
-    assert api.error("GET", "/v1/sessions", 403, headers={"Origin": "null"})["code"] == "origin_not_allowed"
+    for host in ("127.0.0.1.evil.example", "localhost.evil.example", "127.0.0.1:99999", "", "[::1"):
+        assert api.error("GET", "/health", 403, headers={"Host": host})["code"] == "host_not_allowed", host
+    for host in ("[::1]:8222", "10.1.2.3", "localhost."):
+        assert api.request("GET", "/health", headers={"Host": host}).status_code == 200, host
+    for origin in (
+        "null",
+        "http://localhost.evil.example",
+        "http://127.0.0.1@evil.example",
+        "file://",
+        "http://10.0.0.1",
+    ):
+        err = api.error("GET", "/v1/sessions", 403, headers={"Origin": origin})
+        assert err["code"] == "origin_not_allowed", origin
 
 
 # -- errors ------------------------------------------------------------------------
