@@ -171,8 +171,10 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _end(runtime: Runtime, name: str, timeout: float) -> None:
     """End a sandbox for good, keeping its workspace."""
     runtime.stop(name, timeout)
-    if runtime.resumable:  # a stopped one still exists; a runtime that cannot resume has nothing left but
-        runtime.remove(name)  # the workspace (LocalRuntime.remove would delete it)
+    # a stopped sandbox of a resumable runtime still exists; one that cannot resume leaves only
+    # its workspace behind, which its `remove` would delete
+    if runtime.resumable:
+        runtime.remove(name)
 
 
 Progress = Callable[[str], object]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_both_names_give_the_same_classes():
@@ -34,5 +37,5 @@ def test_unknown_names_are_attribute_errors():
 def test_import_stays_cheap():
     """Like coderunner_cli, the package imports the client only when a name is used."""
     code = "import sys, coderunner; print('coderunner_cli.client' in sys.modules, 'httpx' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["False", "False"]
