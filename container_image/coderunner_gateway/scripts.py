@@ -28,6 +28,7 @@ from .jail import Cell, write_cell_file
 from .outcome import Outcome
 from .request import ExecuteRequest
 from .settings import Settings
+from .validation import MAX_ARG_BYTES
 
 TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT, TAG_DISPLAY = 1, 2, 3, 4, 5
 
@@ -49,6 +50,15 @@ class _Warm:
     chan_r: int
     chan_fd: int  # its number in the child
     ctl_w: int
+
+
+def _bash_script(code: str, path: str, name: str) -> list[str]:
+    """bash's arguments for a script: given with ``-c`` under the user's name for it, so ``$0``
+    and bash's own messages (``name: line 3: foo: command not found``) say ``name``; from the
+    cell's file when it is too long for one argument (``$0`` is then that file's path)."""
+    if "\x00" not in code and len(code.encode("utf-8", "surrogatepass")) <= MAX_ARG_BYTES:
+        return ["-c", code, name]
+    return [path]
 
 
 def _safe_name(filename: str | None, language: str) -> str:
@@ -206,7 +216,7 @@ class ScriptRunner:
                 os.close(chan_w)
                 chan_w = -1
             else:
-                cmd = [self.settings.bash, path, *argv]
+                cmd = [self.settings.bash, *_bash_script(req.code, path, shown if filename else "bash"), *argv]
                 if cwd:  # the cell starts in the workspace: bash moves on to the folder, then runs the script
                     cmd = [
                         self.settings.bash,

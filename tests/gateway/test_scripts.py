@@ -228,3 +228,21 @@ def test_an_interpreter_below_tmp_still_runs_code(tmp_path):
         assert gw.execute("print(6 * 7)", session_id=sid)["stdout"] == "42\n"
     finally:
         gw.stop()
+
+
+def test_bash_names_the_script_as_the_user_does(gateway, tmp_path):
+    # $0 and bash's own messages say the user's name for the script, not the cell's file
+    code = 'echo "zero=$0 args=$*"\nno_such_command_here\n'
+    r = gateway.execute(code, language="bash", filename="tools/run.sh", argv=["x"])
+    assert r["stdout"] == "zero=run.sh args=x\n"
+    assert r["stderr"] == "run.sh: line 2: no_such_command_here: command not found\n"
+    # with a cwd (exec -w), the path relative to it, as the user typed it
+    (gateway.workspace / "proj" / "tools").mkdir(parents=True)
+    r = gateway.execute(code, language="bash", filename="tools/run.sh", cwd="proj")
+    assert r["stdout"] == "zero=tools/run.sh args=\n"
+    assert r["stderr"].startswith("tools/run.sh: line 2: ")
+    # unnamed code is bash -c's "bash"; a script too long for one argument still runs, from its file
+    assert gateway.execute('echo "$0"', language="bash")["stdout"] == "bash\n"
+    long = "# " + "x" * 200_000 + '\necho "ran $#"\n'
+    r = gateway.execute(long, language="bash", filename="big.sh", argv=["a", "b"])
+    assert (r["exit_code"], r["stdout"]) == (0, "ran 2\n")
