@@ -62,7 +62,11 @@ def check_url(url: Any) -> str:
         raise BadRequest("field 'url' is required: an http(s) URL", code="invalid_url")
     if any(ord(c) < 0x20 or c == "\x7f" for c in url.strip()):
         raise BadRequest("the URL holds control characters", code="invalid_url")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError as exc:  # a malformed [IPv6] host ("http://[::1", "http://[name]/") or port
+        raise BadRequest(f"{url.strip()!r} is not a valid URL: {exc}", code="invalid_url") from exc
     if parts.scheme.lower() not in ("http", "https"):
         raise BadRequest(
             f"only http and https URLs can be opened, not {parts.scheme or 'a bare path'!r}", code="unsupported_scheme"

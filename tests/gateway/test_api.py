@@ -114,6 +114,18 @@ def test_other_bad_requests(gateway, method, path, body, status):
     assert r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/browser/navigate", "/v1/browser/content", "/v1/browser/screenshot", "/v1/browser/interactions/content"],
+)
+@pytest.mark.parametrize("url", ["http://[::1", "http://[not-an-ip]/", "http://example.com:99999/"])
+def test_a_malformed_url_is_400_invalid_url(gateway, path, url):
+    # urlsplit raises ValueError for a malformed [IPv6] host or port: refused before the browser is used
+    r = gateway.client().post(path, json={"url": url})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_url" and "not a valid URL" in r.json()["error"]["message"]
+
+
 def test_request_size_is_bounded(gateway_factory):
     gw = gateway_factory("--max-request-bytes", "1000", "--pool-size", "0")
     r = gw.client().post("/v1/execute", json={"code": "x = '" + "a" * 2000 + "'"})

@@ -145,6 +145,12 @@ def test_navigate_tool(gateway):
         server.shutdown()
 
 
+def test_navigate_tool_refuses_a_malformed_url(gateway):
+    # checked before the browser is used: no chromium needed
+    bad = run(gateway, lambda s: s.call_tool("navigate_and_get_all_visible_text", {"url": "http://[::1"}))
+    assert bad.isError and "not a valid URL" in text_of(bad)
+
+
 def test_token_host_and_origin_are_checked(gateway):
     init = {
         "jsonrpc": "2.0",
