@@ -7,6 +7,7 @@ workspace; ``..``, absolute paths and links pointing out are refused.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -52,10 +53,17 @@ def write(path: Path, data: bytes) -> int:
     if path.is_dir():
         raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.coderunner-tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # the temp name does not grow with the file's (a name may be NAME_MAX bytes itself), and it
+    # cannot be guessed: created new, never through a link code planted under that name
+    tmp = path.with_name(f".coderunner-tmp-{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(data)
 
 

@@ -179,3 +179,15 @@ def test_files_roundtrip_and_confinement(gateway):
         assert b"root:" not in r.content
     r = c.put("/v1/files/escape/evil", content=b"x")
     assert r.status_code == 403
+
+
+def test_a_file_name_of_255_bytes_round_trips(gateway):
+    # NAME_MAX itself: the temp file the gateway writes first must not be longer
+    c, name = gateway.client(), "\u00e9" * 127 + "n"
+    assert len(name.encode()) == 255
+    r = c.put(f"/v1/files/long/{name}", content=b"long")
+    assert r.status_code == 201, r.text
+    assert c.get(f"/v1/files/long/{name}").content == b"long"
+    assert [e["name"] for e in c.get("/v1/files/long").json()["entries"]] == [name]
+    assert gateway.execute("import os; print(len(os.listdir('long')[0].encode()))")["stdout"] == "255\n"
+    assert c.delete(f"/v1/files/long/{name}").status_code == 200

@@ -118,6 +118,18 @@ def test_skills_and_files(gateway):
     assert text_of(used) == "hello\n"
 
 
+def test_file_tools_take_a_name_of_255_bytes(gateway):
+    name = "n" * 255
+
+    async def scenario(s: ClientSession):
+        wrote = await s.call_tool("write_file", {"path": f"mcp-long/{name}", "content": "long"})
+        return wrote, await s.call_tool("read_file", {"path": f"mcp-long/{name}"})
+
+    wrote, read = run(gateway, scenario)
+    assert not wrote.isError, text_of(wrote)
+    assert text_of(read) == "long" and (gateway.workspace / "mcp-long" / name).read_text() == "long"
+
+
 class Page(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
