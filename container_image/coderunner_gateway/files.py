@@ -49,10 +49,22 @@ def listing(path: Path, root: Path) -> dict:
     return {"path": str(path.relative_to(root)) if path != root else "", "entries": entries}
 
 
+def _not_a_folder(path: Path) -> ApiError:
+    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+    return ApiError(
+        f"{blocking.name!r} is a file, not a folder: delete or rename it first, or write elsewhere",
+        code="not_a_directory",
+        status=409,
+    )
+
+
 def write(path: Path, data: bytes) -> int:
     if path.is_dir():
         raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder must be
+        raise _not_a_folder(path) from exc
     # the temp name does not grow with the file's (a name may be NAME_MAX bytes itself), and it
     # cannot be guessed: created new, never through a link code planted under that name
     tmp = path.with_name(f".coderunner-tmp-{secrets.token_hex(8)}")

@@ -191,3 +191,14 @@ def test_a_file_name_of_255_bytes_round_trips(gateway):
     assert [e["name"] for e in c.get("/v1/files/long").json()["entries"]] == [name]
     assert gateway.execute("import os; print(len(os.listdir('long')[0].encode()))")["stdout"] == "255\n"
     assert c.delete(f"/v1/files/long/{name}").status_code == 200
+
+
+def test_a_file_in_the_way_of_a_folder_is_a_409(gateway):
+    c = gateway.client()
+    assert c.put("/v1/files/in-the-way", content=b"x").status_code == 201
+    for path in ["in-the-way/child", "in-the-way/a/b"]:
+        r = c.put(f"/v1/files/{path}", content=b"y")
+        assert r.status_code == 409, r.text
+        err = r.json()["error"]
+        assert err["code"] == "not_a_directory" and "'in-the-way' is a file, not a folder" in err["message"]
+    assert c.get("/v1/files/in-the-way").content == b"x"

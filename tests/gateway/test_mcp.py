@@ -130,6 +130,16 @@ def test_file_tools_take_a_name_of_255_bytes(gateway):
     assert text_of(read) == "long" and (gateway.workspace / "mcp-long" / name).read_text() == "long"
 
 
+def test_write_file_says_when_a_file_is_in_the_way(gateway):
+    async def scenario(s: ClientSession):
+        await s.call_tool("write_file", {"path": "mcp-plain", "content": "x"})
+        return await s.call_tool("write_file", {"path": "mcp-plain/child.txt", "content": "y"})
+
+    result = run(gateway, scenario)
+    assert result.isError and "'mcp-plain' is a file, not a folder" in text_of(result)
+    assert str(gateway.workspace) not in text_of(result)
+
+
 class Page(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass

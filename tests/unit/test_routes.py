@@ -349,15 +349,18 @@ def test_a_file_name_of_255_bytes_is_written_and_read_back(api, name):
         (api.workspace / name).unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PUT under a path whose parent is a file lets FileExistsError (mkdir) out as a 500; "
-    "a directory in the way is 409 is_a_directory, a file in the way is not a 4xx",
-)
-def test_a_file_in_the_way_of_a_folder_is_a_4xx(api):
+@pytest.mark.parametrize("under", ["plain/child", "plain/deeper/child"])
+def test_a_file_in_the_way_of_a_folder_is_a_409(api, under):
+    # mkdir's FileExistsError/NotADirectoryError once escaped as a 500
     assert api.request("PUT", "/v1/files/plain", content=b"x").status_code == 201
-    r = api.request("PUT", "/v1/files/plain/child", content=b"y")
-    expect(400 <= r.status_code < 500 and r.json()["error"]["code"] != "internal_error", r.text)
+    try:
+        r = api.request("PUT", f"/v1/files/{under}", content=b"y")
+        err = r.json()["error"]
+        expect(r.status_code == 409 and err["code"] == "not_a_directory", r.text)
+        expect(err["message"].startswith("'plain' is a file, not a folder") and "\n" not in err["message"], r.text)
+        expect((api.workspace / "plain").read_bytes() == b"x", "the file in the way was changed")
+    finally:
+        (api.workspace / "plain").unlink()
 
 
 @pytest.mark.xfail(
