@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-import queue
 from typing import Any
 
-from . import programs
+from . import programs, wire
 from .events import Sink
 from .outcome import EXIT_DIED, EXIT_INTERRUPTED, Outcome, system_exit_code, system_exit_prints
 from .request import ExecuteRequest
 from .settings import Settings
+
+log = logging.getLogger("coderunner_gateway")
 
 KERNEL_INIT = programs.load("kernel_init.py")
 # A second cell: the first one's own output tee put a bound ``write`` on
@@ -142,8 +144,11 @@ class PythonKernel:
                 return o
             wait = 0.25 if deadline is None or interrupted_at is not None else max(0.0, min(0.25, deadline - now))
             try:
-                msg = await kc.get_iopub_msg(timeout=wait)
-            except queue.Empty:
+                msg = await wire.recv(kc.iopub_channel.socket, kc.session, wait)
+            except wire.BadMessage as e:  # the kernel is the code's process: it can send anything
+                log.warning("a kernel message was ignored: %s", e)
+                continue
+            if msg is None:
                 if not await self.is_alive():
                     return Outcome(
                         "died",
@@ -213,10 +218,15 @@ class PythonKernel:
 
     async def _reply(self, msg_id: str, timeout: float = 5) -> dict[str, Any] | None:
         """The shell reply to ``msg_id``, skipping stale ones."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             try:
-                reply = await self.kc.get_shell_msg(timeout=timeout)
-            except queue.Empty:
+                reply = await wire.recv(self.kc.shell_channel.socket, self.kc.session, max(0.0, deadline - loop.time()))
+            except wire.BadMessage as e:
+                log.warning("a kernel message was ignored: %s", e)
+                continue
+            if reply is None:
                 return None
             if reply["parent_header"].get("msg_id") == msg_id:
                 return reply

@@ -311,3 +311,19 @@ def test_an_execution_that_prints_nothing_reports_nothing_dropped(gateway):
     ) as resp:
         done = [json.loads(line) for line in resp.iter_lines()][-1]
     assert "dropped" not in done, done
+
+
+def test_a_forged_kernel_message_is_ignored_not_fatal(gateway):
+    # code in a kernel can write anything to its own PUB socket: unsigned or malformed
+    # messages are dropped and the execution carries on (it was a 500 before)
+    sid = gateway.new_session()
+    code = (
+        "k = get_ipython().kernel\n"
+        "k.iopub_socket.send_multipart([b'<IDS|MSG>', b'bad', b'{}', b'{}', b'{}', b'{}'])\n"
+        "k.iopub_socket.send_multipart([b'<IDS|MSG>', b''])\n"
+        "import time; time.sleep(0.2)\n"
+        "print('after')\n"
+    )
+    r = gateway.execute(code, session_id=sid)
+    assert (r["status"], r["stdout"]) == ("ok", "after\n")
+    assert gateway.execute("print(2)", session_id=sid)["stdout"] == "2\n"
