@@ -1,7 +1,8 @@
 """Workspace files over HTTP, confined to the workspace.
 
 A path is resolved (symlinks included) and must stay inside the resolved
-workspace; ``..``, absolute paths and links pointing out are refused.
+workspace; ``..``, absolute paths and links pointing out are refused. A delete
+resolves all but the last name: deleting a link deletes the link.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ MAX_NAME_BYTES = 255  # NAME_MAX
 MAX_PATH_BYTES = 4000  # under PATH_MAX with the workspace in front
 
 
-def resolve(workspace: str, rel: str) -> Path:
-    root = Path(workspace).resolve()
+def _check(rel: str) -> None:
     if rel.startswith("/") or "\x00" in rel:
         raise BadRequest(f"path {rel!r} must be relative to the workspace", code="invalid_path")
     if len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES or any(
@@ -27,6 +27,11 @@ def resolve(workspace: str, rel: str) -> Path:
         raise BadRequest(
             f"path is too long: at most {MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all", code="invalid_path"
         )
+
+
+def resolve(workspace: str, rel: str) -> Path:
+    _check(rel)
+    root = Path(workspace).resolve()
     target = (root / rel).resolve()
     if target != root and root not in target.parents:
         raise ApiError(f"path {rel!r} leaves the workspace", code="path_outside_workspace", status=403)
@@ -79,17 +84,58 @@ def write(path: Path, data: bytes) -> int:
     return len(data)
 
 
+def resolve_entry(workspace: str, rel: str) -> Path:
+    """The entry ``rel`` names, for deleting it: its folder is resolved as :func:`resolve` does
+    (links inside the workspace followed, links out refused), its last name is not, so a link
+    names the link itself, never its target (in the workspace or out of it)."""
+    _check(rel)
+    parent, _, name = rel.rstrip("/").rpartition("/")
+    if name in ("", ".", ".."):
+        return resolve(workspace, rel)
+    return resolve(workspace, parent) / name
+
+
+def _open_folder(root: Path, folder: Path) -> int:
+    """An fd of ``folder`` (resolved, inside ``root``), opened a name at a time without following
+    a link: a folder that code swaps for a link after resolving is refused, not followed out."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in folder.relative_to(root).parts:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except FileNotFoundError as exc:
+        os.close(fd)
+        raise NotFound(f"no folder {str(folder.relative_to(root))!r} in the workspace", code="file_not_found") from exc
+    except OSError as exc:  # ELOOP, ENOTDIR: a link or a file appeared where the folder was
+        os.close(fd)
+        raise ApiError(
+            f"{str(folder.relative_to(root))!r} changed while it was being used: retry", code="conflict", status=409
+        ) from exc
+    return fd
+
+
 def remove(path: Path, root: Path) -> None:
+    """Delete ``path`` (from :func:`resolve_entry`): a file, a link (not its target) or an empty folder."""
     if path == root:
         raise ApiError("refusing to delete the workspace itself", code="forbidden", status=403)
-    if not path.exists():
-        raise NotFound(f"no file {str(path.relative_to(root))!r} in the workspace", code="file_not_found")
-    if path.is_dir():
+    rel = str(path.relative_to(root))
+    fd = _open_folder(root, path.parent)
+    try:
         try:
-            path.rmdir()
-        except OSError as exc:
-            raise ApiError(
-                "the directory is not empty: delete its files first", code="directory_not_empty", status=409
-            ) from exc
-    else:
-        path.unlink()
+            st = os.lstat(path.name, dir_fd=fd)
+        except FileNotFoundError as exc:
+            raise NotFound(f"no file {rel!r} in the workspace", code="file_not_found") from exc
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(path.name, dir_fd=fd)
+            except OSError as exc:
+                raise ApiError(
+                    "the directory is not empty: delete its files first", code="directory_not_empty", status=409
+                ) from exc
+        else:
+            os.unlink(path.name, dir_fd=fd)  # a link goes itself: unlink never follows one
+    except FileNotFoundError as exc:  # deleted meanwhile
+        raise NotFound(f"no file {rel!r} in the workspace", code="file_not_found") from exc
+    finally:
+        os.close(fd)

@@ -202,3 +202,20 @@ def test_a_file_in_the_way_of_a_folder_is_a_409(gateway):
         err = r.json()["error"]
         assert err["code"] == "not_a_directory" and "'in-the-way' is a file, not a folder" in err["message"]
     assert c.get("/v1/files/in-the-way").content == b"x"
+
+
+def test_deleting_a_link_deletes_the_link(gateway, tmp_path):
+    # links made by code in the sandbox, as they would be: DELETE takes the link, never its target
+    c = gateway.client()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept.txt").write_text("kept")
+    assert c.put("/v1/files/link-target.txt", content=b"keep me").status_code == 201
+    code = f"import os; os.symlink('link-target.txt', 'link-alias.txt'); os.symlink({str(outside)!r}, 'link-out')"
+    assert gateway.execute(code)["status"] == "ok"
+    assert c.delete("/v1/files/link-alias.txt").json() == {"deleted": "link-alias.txt"}
+    assert not (gateway.workspace / "link-alias.txt").is_symlink()
+    assert c.get("/v1/files/link-target.txt").content == b"keep me"
+    assert c.delete("/v1/files/link-out/kept.txt").status_code == 403  # through a link out: nothing
+    assert c.delete("/v1/files/link-out").status_code == 200  # the link out itself: only the link
+    assert not (gateway.workspace / "link-out").is_symlink() and (outside / "kept.txt").read_text() == "kept"

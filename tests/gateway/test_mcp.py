@@ -140,6 +140,28 @@ def test_write_file_says_when_a_file_is_in_the_way(gateway):
     assert str(gateway.workspace) not in text_of(result)
 
 
+def test_file_tools_and_links(gateway, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside")
+    (gateway.workspace / "mcp-target.txt").write_text("inside")
+    (gateway.workspace / "mcp-alias.txt").symlink_to("mcp-target.txt")
+    (gateway.workspace / "mcp-out.txt").symlink_to(outside)
+
+    async def scenario(s: ClientSession):
+        read = await s.call_tool("read_file", {"path": "mcp-alias.txt"})
+        wrote = await s.call_tool("write_file", {"path": "mcp-alias.txt", "content": "changed"})
+        out_read = await s.call_tool("read_file", {"path": "mcp-out.txt"})
+        out_write = await s.call_tool("write_file", {"path": "mcp-out.txt", "content": "overwritten"})
+        return read, wrote, out_read, out_write
+
+    read, wrote, out_read, out_write = run(gateway, scenario)
+    assert text_of(read) == "inside" and not wrote.isError  # a link inside: its target, the link kept
+    assert (gateway.workspace / "mcp-alias.txt").is_symlink()
+    assert (gateway.workspace / "mcp-target.txt").read_text() == "changed"
+    assert out_read.isError and "outside" not in text_of(out_read).replace("leaves the workspace", "")
+    assert out_write.isError and outside.read_text() == "outside"
+
+
 class Page(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass

@@ -322,9 +322,7 @@ def test_absolute_paths_and_the_workspace_itself_are_refused(api):
     assert api.workspace.is_dir()
 
 
-# -- bugs found here (xfail strict: a fix turns them into failures until the marker goes) --------
-# Each ends in expect(), a failure without a traceback: pytest renders an xfail's traceback
-# all the same, and that costs more than the test.
+# -- bugs found here, fixed: each ends in expect(), a failure without a traceback --------------
 def expect(ok: bool, what: str) -> None:
     if not ok:
         pytest.fail(what, pytrace=False)
@@ -363,12 +361,8 @@ def test_a_file_in_the_way_of_a_folder_is_a_409(api, under):
         (api.workspace / "plain").unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DELETE of a link inside the workspace resolves it and deletes its target; the link stays "
-    "(dangling) while the answer says it was deleted",
-)
 def test_deleting_a_link_deletes_the_link_not_its_target(api):
+    # DELETE once resolved the link and deleted its target, leaving the link dangling
     (api.workspace / "target.txt").write_text("keep me")
     (api.workspace / "alias.txt").symlink_to(api.workspace / "target.txt")
     try:
@@ -379,3 +373,46 @@ def test_deleting_a_link_deletes_the_link_not_its_target(api):
     finally:
         for p in (api.workspace / "alias.txt", api.workspace / "target.txt"):
             p.unlink(missing_ok=True)
+
+
+def test_deleting_links_to_folders_dangling_or_out_deletes_only_the_link(api):
+    outside = api.workspace.parent / "outside-dir"
+    outside.mkdir(exist_ok=True)
+    (outside / "kept.txt").write_text("kept")
+    (api.workspace / "real-dir").mkdir()
+    links = {"to-dir": api.workspace / "real-dir", "dangling": api.workspace / "nothing", "to-outside": outside}
+    try:
+        for name, target in links.items():
+            (api.workspace / name).symlink_to(target)
+            for path in (name, f"{name}/"):
+                if not (api.workspace / name).is_symlink():
+                    (api.workspace / name).symlink_to(target)
+                r = api.request("DELETE", f"/v1/files/{path}")
+                expect(r.status_code == 200 and not (api.workspace / name).is_symlink(), f"{path}: {r.text}")
+        expect((api.workspace / "real-dir").is_dir() and (outside / "kept.txt").exists(), "a target was deleted")
+        # through a link out, nothing is deleted
+        (api.workspace / "to-outside").symlink_to(outside)
+        expect(api.error("DELETE", "/v1/files/to-outside/kept.txt", 403)["code"] == "path_outside_workspace", "403")
+        expect((outside / "kept.txt").exists(), "deleted through a link out")
+    finally:
+        for name in links:
+            (api.workspace / name).unlink(missing_ok=True)
+        (api.workspace / "real-dir").rmdir()
+
+
+def test_a_folder_swapped_for_a_link_after_resolving_is_not_followed(tmp_path):
+    # files.remove opens the folder a name at a time without following links: code that swaps a
+    # resolved folder for a link out between the check and the delete gets a 409, nothing deleted
+    from coderunner_gateway import files
+    from coderunner_gateway.errors import ApiError
+
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "victim.txt").write_text("kept")
+    entry = files.resolve_entry(str(root), "sub/victim.txt")
+    (root / "sub").rmdir()
+    (root / "sub").symlink_to(outside)  # the swap
+    with pytest.raises(ApiError) as exc:
+        files.remove(entry, root.resolve())
+    assert exc.value.status == 409 and (outside / "victim.txt").read_text() == "kept"

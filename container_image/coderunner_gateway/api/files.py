@@ -27,6 +27,9 @@ class FileRoutes:
         workspace = self.gw.settings.workspace
         rel = request.path_params.get("path", "")
         root = files.resolve(workspace, "")
+        if request.method == "DELETE":  # the entry itself: a link goes, not what it points to
+            await asyncio.to_thread(files.remove, files.resolve_entry(workspace, rel), root)
+            return JSONResponse({"deleted": rel})
         path = files.resolve(workspace, rel)
         if request.method == "GET":
             if path.is_dir():
@@ -37,14 +40,11 @@ class FileRoutes:
             response = FileResponse(path, media_type="application/octet-stream")
             response.chunk_size = 1 << 20
             return response
-        if request.method == "PUT":
-            limit = self.gw.settings.max_request_bytes
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise PayloadTooLarge(f"file is over the gateway's limit of {limit} bytes")
-            size = await asyncio.to_thread(files.write, path, bytes(body))
-            return JSONResponse({"path": rel, "size": size}, status_code=201)
-        await asyncio.to_thread(files.remove, path, root)
-        return JSONResponse({"deleted": rel})
+        limit = self.gw.settings.max_request_bytes  # PUT
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"file is over the gateway's limit of {limit} bytes")
+        size = await asyncio.to_thread(files.write, path, bytes(body))
+        return JSONResponse({"path": rel, "size": size}, status_code=201)
