@@ -25,7 +25,9 @@ async def serve(url: str, token: str | None) -> None:
     async with http, streamable_http_client(f"{base}/mcp", http_client=http) as (read, write, _):
         async with ClientSession(read, write) as upstream:
             init = await upstream.initialize()
-            server: Server[Any, Any] = Server("coderunner", instructions=init.instructions)
+            # serverInfo as the gateway says it (coderunner's version), not the MCP SDK's default
+            info = init.serverInfo
+            server: Server[Any, Any] = Server(info.name, version=info.version, instructions=init.instructions)
 
             @server.list_tools()
             async def list_tools() -> list[types.Tool]:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from coderunner_gateway import __version__ as gateway_version
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -38,6 +39,8 @@ def test_stdio_bridge(gateway, tmp_path):
 
     init, tools, kept, fig, err = asyncio.run(main())
     assert "sandbox" in (init.instructions or "")
+    assert init.serverInfo.name == "coderunner"
+    assert init.serverInfo.version == gateway_version  # the gateway's, as /mcp says it, not the MCP SDK's
     assert {"execute_python_code", "list_skills", "read_file"} <= tools
     assert kept.content[0].text == "yes\n"
     assert "yes\n" in "".join(seen)
