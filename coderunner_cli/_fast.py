@@ -41,6 +41,7 @@ def parse(argv: list[str]) -> dict | None:
         return None
     opts: dict = {"name": None, "code": None, "session": None, "timeout": None, "lang": None}
     i, n = 1, len(argv)
+    value: str | float
     while i < n:
         word = argv[i]
         if word == "-" or not word.startswith("-"):
@@ -163,16 +164,16 @@ def lean(opts: dict) -> int | None:
     if where is None:
         return None
     # commands/exec_.run from here on: stdin, the request (client._execute_body), the events
-    stdin = None if sys.stdin.isatty() else sys.stdin.buffer.read()
+    piped = None if sys.stdin.isatty() else sys.stdin.buffer.read()
+    stdin: str | None = None
     body: dict = {"code": code}
-    if stdin is not None:
+    if piped is not None:
         try:
-            stdin = stdin.decode("utf-8")
+            stdin = piped.decode("utf-8")
         except UnicodeDecodeError:
             import binascii  # base64.b64encode without base64's imports
 
-            body["stdin_b64"] = binascii.b2a_base64(stdin, newline=False).decode("ascii")
-            stdin = None
+            body["stdin_b64"] = binascii.b2a_base64(piped, newline=False).decode("ascii")
     for key, value in (
         ("timeout", timeout),
         ("language", language),
@@ -204,7 +205,7 @@ def lean(opts: dict) -> int | None:
                 raw = resp.read()
             except OSError as exc:
                 raise _transport(url, from_state, exc) from exc
-            raise _Base._error(None, resp.status, raw)
+            raise _Base._error(resp.status, raw)
         return _events(resp, target, url, from_state)
     except KeyboardInterrupt:
         if sock is not None:

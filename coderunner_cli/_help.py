@@ -21,7 +21,7 @@ import os
 import sys
 
 FORMAT = 1
-ARGVS = ([], ["--help"], ["-h"])
+ARGVS: tuple[list[str], ...] = ([], ["--help"], ["-h"])
 # what typer, click or the terminal may read while rendering
 ENV = (
     "COLUMNS",
@@ -61,7 +61,8 @@ def cache_dir() -> str:
 
 def _terminal(fd: int) -> tuple[int, int] | None:
     try:
-        return tuple(os.get_terminal_size(fd))
+        size = os.get_terminal_size(fd)
+        return size.columns, size.lines
     except (OSError, ValueError):
         return None
 

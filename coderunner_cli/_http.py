@@ -17,6 +17,17 @@ from __future__ import annotations
 
 import _socket as socket
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, Literal, TypeAlias
+
+    # (``"unix"``, path) or (``"tcp"``, (host, port)): where :func:`request` connects
+    Where: TypeAlias = "tuple[Literal['unix'], str] | tuple[Literal['tcp'], tuple[str, int]]"
+
+_string: Callable[[str], str] | None
+# typeshed types make_scanner's argument as a make_scanner; it reads a json.JSONDecoder's fields
+_make_scanner: Callable[[Any], Callable[[str, int], tuple[Any, int]]] | None
 try:
     from _json import encode_basestring_ascii as _string
     from _json import make_scanner as _make_scanner
@@ -37,7 +48,7 @@ class _Context:  # what _json's scanner reads from a json.JSONDecoder (json.load
 _scan = _make_scanner(_Context()) if _make_scanner is not None else None
 
 
-def loads(line: bytes):
+def loads(line: bytes) -> Any:
     """``json.loads(line)`` for one NDJSON line."""
     text = line.decode("utf-8", "surrogatepass").strip(" \t\n\r")
     if _scan is None:
@@ -161,6 +172,7 @@ class Response:
                         pass
                     self._done = True
                     return b""
+            assert self._left is not None  # chunked: what is left of this chunk, never None
             if not self._buf and not self._fill():
                 raise Closed("the connection was closed")
             data, self._buf = self._buf[: self._left], self._buf[self._left :]
@@ -189,7 +201,7 @@ class Response:
             parts.append(data)
         return b"".join(parts)
 
-    def lines(self):
+    def lines(self) -> Iterator[bytes]:
         """The body's lines (with their newline) as each one is complete."""
         pending = b""
         while data := self.read1():
@@ -202,7 +214,7 @@ class Response:
             yield pending
 
 
-def address(url: str) -> tuple[str, object] | None:
+def address(url: str) -> Where | None:
     """(``"unix"``, path) or (``"tcp"``, (host, port)) for a URL this module speaks, else None."""
     if url.startswith("unix:"):
         return "unix", url[5:]
@@ -218,20 +230,20 @@ def address(url: str) -> tuple[str, object] | None:
 
 
 def request(
-    where: tuple[str, object], method: str, path: str, body: bytes, headers: dict[str, str]
-) -> tuple[object, Response]:
+    where: Where, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[socket.socket, Response]:
     """Send one request on a fresh connection to ``where`` (from :func:`address`) and read the
     answer's head. The caller closes the socket (closing it mid-stream stops a script)."""
-    kind, addr = where
-    if kind == "unix":
+    if where[0] == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(addr)
+            sock.connect(where[1])
         except BaseException:
             sock.close()
             raise
         host = "coderunner"
     else:
+        addr = where[1]
         host = addr[0]
         if host.replace(".", "").isdigit():  # an IPv4 address (the gateway's): no resolver, no idna codec
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

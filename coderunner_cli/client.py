@@ -202,7 +202,8 @@ class _Base:
             )
         return GatewayUnavailable(f"no gateway answers at {self.url} ({reason})")
 
-    def _error(self, status: int, body: bytes) -> GatewayError:
+    @staticmethod
+    def _error(status: int, body: bytes) -> GatewayError:
         try:
             err = json.loads(body)["error"]
             code, message = err.get("code", ""), err.get("message", "")
