@@ -180,8 +180,10 @@ def main() -> None:
         for label, size in (("1 KB", 1 << 10), ("1 MB", 1 << 20), ("10 MB", 10 << 20)):
             code = f"import sys; sys.stdout.write('x' * {size})"
             k = m if size < 10 << 20 else max(10, m // 4)
-            timed(lambda code=code: run({"code": code}), 2)
-            rows[f"script printing {label}"] = timed(lambda code=code: run({"code": code}), k)
+            # until the answer's last byte, as the floor gets its output's (parsing is the client's)
+            raw = lambda code=code: c.post("/v1/execute", json={"code": code}).raise_for_status()  # noqa: E731
+            timed(raw, 2)
+            rows[f"script printing {label}"] = timed(raw, k)
             rows[f"bare python printing {label}"] = bare_spawn(code, k)
         if gw is not None:  # the same script with no cell around it: what isolation costs
             from tests.conftest import start_gateway

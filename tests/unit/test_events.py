@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 from coderunner_gateway.events import Collector, Utf8Chunks, dumps
 
@@ -111,3 +112,16 @@ def test_utf8_chunks_wait_for_a_split_character():
 def test_an_event_is_always_one_line():
     line = dumps({"type": "stdout", "text": "a\u2028b\u2029c\x85d\ne"})
     assert line.endswith(b"\n") and len(line.decode().splitlines()) == 1
+
+
+def test_json_bytes_takes_what_orjson_refuses_and_stays_valid_json():
+    from coderunner_gateway.events import json_bytes
+
+    value = {"big": 2**70, "text": "é\u2028"}
+    assert json.loads(json_bytes(value)) == value
+    assert json.loads(json_bytes({"nan": float("nan")})) == {"nan": None}  # not the invalid NaN
+    lone = {"text": "a\ud800b"}  # a lone surrogate: escaped, so the bytes are valid UTF-8 JSON
+    data = json_bytes(lone)
+    data.decode("utf-8")
+    assert json.loads(data) == lone
+    assert json.loads(json_bytes({"x": [1, 2.5, None, True]})) == {"x": [1, 2.5, None, True]}

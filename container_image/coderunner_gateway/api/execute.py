@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import files
-from ..errors import ApiError, BadRequest
-from ..events import Collector, StreamSink
+from ..errors import EXIT_PROCESS_LIMIT, ApiError, BadRequest, process_limit
+from ..events import Collector, StreamSink, json_bytes
 from ..gateway import Gateway
 from ..request import ExecuteRequest
 from ..sessions import SessionManager
@@ -147,7 +147,8 @@ class ExecuteRoutes:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 return Response(status_code=499)  # nobody reads it
-        return JSONResponse(collector.result(), headers=headers)
+        task.result()  # a failure is its error response (503 process_limit, 500), not a 200 of nulls
+        return Response(json_bytes(collector.result()), headers=headers, media_type="application/json")
 
     async def _stream(self, req: ExecuteRequest) -> AsyncIterator[bytes]:
         # a kernel cannot be paused (ZMQ PUB/SUB): what a slow client cannot take is dropped, counted
@@ -156,17 +157,14 @@ class ExecuteRoutes:
         async def produce() -> None:
             try:
                 await self.gw.run(sink, req)
-            except Exception:
-                log.exception("execution failed")
-                await sink.emit(
-                    {
-                        "type": "done",
-                        "status": "error",
-                        "exit_code": 1,
-                        "execution_time": 0.0,
-                        "message": "internal gateway error; see the gateway log",
-                    }
-                )
+            except Exception as exc:
+                if limit := process_limit(exc):  # the code could not start: said as the limit it is
+                    log.warning("execution refused: %s", limit.message)
+                    done = {"exit_code": EXIT_PROCESS_LIMIT, "message": limit.message}
+                else:
+                    log.exception("execution failed")
+                    done = {"exit_code": 1, "message": "internal gateway error; see the gateway log"}
+                await sink.emit({"type": "done", "status": "error", "execution_time": 0.0, **done})
             finally:
                 await sink.close()
 
