@@ -94,7 +94,25 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="KEY=VALUE lines added to the environment of the code it runs (repeatable)",
     )
-    p.add_argument("--pool-size", type=int, default=2, help="warm python kernels kept ready (default 2)")
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=2,
+        help="warm python kernels kept ready (default 2; 0: no pool, each session starts its kernel)",
+    )
+    p.add_argument(
+        "--pool-max",
+        type=int,
+        default=None,
+        help="warm kernels the pool may grow to when new sessions drain it (default: 4 a core, "
+        "at most an eighth of the memory at 100 MiB each, at most 16)",
+    )
+    p.add_argument(
+        "--pool-idle",
+        type=float,
+        default=120.0,
+        help="seconds without a new session after which a grown pool halves, down to --pool-size (default 120)",
+    )
     p.add_argument(
         "--script-pool",
         type=int,
@@ -229,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(runtime_dir, ignore_errors=True)
         sys.exit(f"coderunner-gateway: {exc}")
     log.info("code runs isolated: %s", jail.describe())
+    from .kernel_pool import default_pool_max
+
     settings = Settings(
         runtime_dir=runtime_dir,
         jail=jail,
@@ -236,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         workspace=workspace,
         token=_token(args),
         pool_size=max(0, args.pool_size),
+        pool_max=max(0, args.pool_max) if args.pool_max is not None else default_pool_max(max(0, args.pool_size)),
+        pool_idle=max(0.1, args.pool_idle),
         script_pool=max(0, args.script_pool),
         max_sessions=max(1, args.max_sessions),
         session_ttl=args.session_ttl,

@@ -3,7 +3,9 @@
 Each session holds one backend (kernel or bash). Executions on a session
 wait on its lock, which asyncio hands out in arrival order; different
 sessions run in parallel. A backend that dies is replaced at once and the
-session records that its state was lost.
+session records that its state was lost. A python session is created at once:
+its kernel comes warm from the pool, or is bound when the kernel started for it
+is ready, and its first execution waits for that (kernel_pool.LazyKernel).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from .backends import Backend, start_backend
 from .errors import Conflict, SessionNotFound, TooManySessions, Unavailable
 from .events import Sink
-from .kernel_pool import KernelPool
+from .kernel_pool import KernelPool, LazyKernel
 from .outcome import EXIT_DIED, Outcome
 from .request import ExecuteRequest
 from .settings import Settings
@@ -42,10 +44,12 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def info(self) -> dict[str, Any]:
-        return {
+        kernel = getattr(self.backend, "state", "ready")
+        info: dict[str, Any] = {
             "session_id": self.id,
             "name": self.name,
             "language": self.language,
+            "kernel": kernel,  # ready | starting (the first execution waits for it) | failed
             "created_at": self.created_at,
             "last_used": self.last_used,
             "executions": self.executions,
@@ -54,6 +58,9 @@ class Session:
             "restarts": self.restarts,
             "state_lost": self.state_lost,
         }
+        if kernel == "failed":
+            info["kernel_error"] = getattr(self.backend, "error", None)
+        return info
 
 
 class SessionManager:
@@ -106,8 +113,8 @@ class SessionManager:
         return session
 
     async def _new_backend(self, language: str) -> Backend:
-        if language == "python":
-            return await self.pool.take()
+        if language == "python":  # at once: a warm kernel, or one bound when it has started
+            return LazyKernel(self.pool, await self.pool.claim())
         return await start_backend(language, self.settings)
 
     async def delete(self, key: str) -> None:
@@ -144,6 +151,7 @@ class SessionManager:
         """Run ``req`` on ``session`` after the executions queued before it. ``output_limit``:
         the bytes of output the consumer keeps (a kernel cuts the rest where it is produced)."""
         session.running += 1
+        self.pool.executing(True)
         try:
             async with session.lock:
                 if self.sessions.get(session.id) is not session:
@@ -184,6 +192,7 @@ class SessionManager:
                 return outcome
         finally:
             session.running -= 1
+            self.pool.executing(False)
 
     # -- housekeeping -------------------------------------------------------
     async def _reap(self) -> None:

@@ -40,7 +40,9 @@ PASSED_ENV = (
 class Settings:
     workspace: str
     token: str | None = None
-    pool_size: int = 2
+    pool_size: int = 2  # warm python kernels kept ready: the pool's floor
+    pool_max: int | None = None  # what the pool may grow to under demand (None: no growth beyond pool_size)
+    pool_idle: float = 120.0  # seconds without a new session after which the pool halves, to pool_size
     script_pool: int = 2  # warm python interpreters for scripts, each in its own cell
     max_sessions: int = 32
     session_ttl: float = 3600.0

@@ -205,6 +205,10 @@ def test_queue_on_one_session_runs_in_arrival_order(gateway):
 
 def test_eight_sessions_in_parallel_without_crosstalk(gateway):
     sids = [gateway.new_session() for _ in range(8)]
+    deadline = time.monotonic() + 120  # kernels are bound when started: time the executions, not the starts
+    while any(gateway.client().get(f"/v1/sessions/{sid}").json()["kernel"] != "ready" for sid in sids):
+        assert time.monotonic() < deadline, "the sessions' kernels did not start"
+        time.sleep(0.1)
     results: dict[int, dict] = {}
 
     def run(i: int) -> None:

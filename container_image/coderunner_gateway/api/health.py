@@ -28,7 +28,8 @@ class HealthRoutes:
                 "uptime": round(time.time() - gw.started, 3),
                 "sessions": len(gw.sessions.sessions),
                 "warm_kernels": len(gw.sessions.pool.warm),
-                "kernel_pool": gw.sessions.pool.status(),  # warm now, the target it refills to, its floor and max
+                # warm now, starting, claims of sessions waiting for one, the target it refills to, floor and max
+                "kernel_pool": gw.sessions.pool.status(),
                 "running_scripts": len(gw.scripts.running),
                 "browser": "running" if gw.browser.running else "not started",
                 "auth": gw.settings.token is not None,
