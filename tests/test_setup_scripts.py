@@ -28,3 +28,36 @@ def test_heartbeat_returns_the_steps_status_and_is_quiet_for_a_quick_step(tmp_pa
     r = run_heartbeat(tmp_path, "echo oops; exit 7")
     assert r.returncode == 7
     assert r.stderr == ""
+
+
+def test_setup_says_its_pip_step_is_still_running(tmp_path):
+    """scripts/setup's pip step (about 100 s the first time) beats like the image build's steps:
+    run on a copy whose .venv/bin/python is a stand-in for a slow pip, with every tool present."""
+    import os
+    import shutil
+
+    (tmp_path / "scripts" / "lib").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "setup", tmp_path / "scripts" / "setup")
+    shutil.copy(ROOT / "scripts" / "lib" / "heartbeat.sh", tmp_path / "scripts" / "lib" / "heartbeat.sh")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("bwrap", "curl", "chromium", "ruby", "python3"):  # present: no apt
+        (tools / tool).write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text(
+        '#!/bin/sh\ncase "$*" in *"-e .[test]"*) echo "Collecting jupyter_client"; sleep 3.5;; esac\nexit 0\n'
+    )
+    for f in [*tools.iterdir(), tmp_path / ".venv" / "bin" / "python"]:
+        f.chmod(0o755)
+    r = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "setup")],
+        capture_output=True,
+        text=True,
+        env={"HEARTBEAT_EVERY": "1", "PATH": f"{tools}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    beats = [line for line in r.stderr.splitlines() if line.startswith("setup: still running")]
+    assert len(beats) >= 2, r.stderr
+    assert beats[-1].endswith(": Collecting jupyter_client"), r.stderr
+    assert r.stderr.splitlines()[-1] == "setup: ready (.venv)"
