@@ -28,6 +28,7 @@ from .errors import (
     ExecutionError,
     GatewayError,
     GatewayUnavailable,
+    ProcessLimitReached,
     SandboxNotRunning,
     SessionNotFound,
 )
@@ -217,6 +218,8 @@ class _Base:
             )
         if code == "session_not_found":
             return SessionNotFound(message, status=status, code=code)
+        if code == "process_limit":
+            return ProcessLimitReached(message, status=status, code=code)
         return GatewayError(message, status=status, code=code)
 
 

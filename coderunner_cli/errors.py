@@ -10,7 +10,8 @@
     └── GatewayError              65  the gateway refused a request (4xx)
         ├── AuthError             77  wrong or missing token
         ├── SessionNotFound       66  no such session
-        └── GatewayUnavailable    69  the gateway does not answer
+        ├── GatewayUnavailable    69  the gateway does not answer
+        └── ProcessLimitReached   71  the sandbox could not start a process (its process limit)
 
 `coderunner exec` otherwise exits with the code's own exit code
 (0, 1, SystemExit(n), 124 timeout, 130 interrupted, 137 died).
@@ -93,6 +94,12 @@ class SessionNotFound(GatewayError):
 
 class GatewayUnavailable(GatewayError):
     exit_code = 69
+
+
+class ProcessLimitReached(GatewayError):
+    """503 ``process_limit``: a fork refused in the sandbox (sysexits' EX_OSERR, "cannot fork")."""
+
+    exit_code = 71
 
 
 class ExecutionError(CoderunnerError):

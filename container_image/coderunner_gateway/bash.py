@@ -10,6 +10,7 @@ import secrets
 import shlex
 from typing import Any
 
+from .errors import process_limit
 from .events import Sink
 from .jail import write_cell_file
 from .outcome import EXIT_DIED, Outcome
@@ -50,8 +51,10 @@ class BashProcess:
                 env=jail.env(cell, settings.child_env()),
                 **jail.popen_kwargs(cell),
             )
-        except BaseException:
+        except BaseException as exc:
             jail.close_cell(cell)
+            if limit := process_limit(exc):  # a fork refused (EAGAIN): the process limit, in one line
+                raise limit from exc
             raise
         cell.pid = proc.pid
         return cls(proc, settings, cell)

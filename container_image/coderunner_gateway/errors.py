@@ -7,6 +7,8 @@ HTTP status and a message that says what to do. The app turns it into
 
 from __future__ import annotations
 
+import errno
+
 
 class ApiError(Exception):
     status = 400
@@ -66,3 +68,34 @@ class TooManySessions(ApiError):
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"
+
+
+PROCESS_LIMIT_MESSAGE = (
+    "could not start a process: the sandbox's process limit is reached; end some sessions or background processes"
+)
+EXIT_PROCESS_LIMIT = 71  # sysexits' EX_OSERR ("cannot fork"): the exit code of a streamed execution refused so
+
+
+class ProcessLimit(Unavailable):
+    """A fork (or a thread) refused with EAGAIN: the sandbox's process limit (RLIMIT_NPROC, a
+    container's pids limit) is reached. Not our bug: the user frees processes and tries again."""
+
+    code = "process_limit"
+
+    def __init__(self) -> None:
+        super().__init__(PROCESS_LIMIT_MESSAGE)
+
+
+def process_limit(exc: BaseException | None) -> ProcessLimit | None:
+    """A :class:`ProcessLimit` when ``exc``, or what caused it, is a process or thread the limit refused."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ProcessLimit):
+            return exc
+        if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+            return ProcessLimit()
+        if isinstance(exc, RuntimeError) and str(exc) == "can't start new thread":
+            return ProcessLimit()
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import programs
+from .errors import process_limit
 from .events import Sink, Utf8Chunks
 from .jail import Cell, write_cell_file
 from .outcome import Outcome
@@ -105,9 +106,12 @@ class ScriptRunner:
         while not self._closed and len(self._warm) < self.settings.script_pool and failures < 3:
             try:
                 self._warm.append(await self._spawn_warm())
-            except Exception:
+            except Exception as exc:
                 failures += 1
-                logging.getLogger("coderunner_gateway").exception("could not start a warm interpreter")
+                if limit := process_limit(exc):  # said in one line: code holds every process it may have
+                    logging.getLogger("coderunner_gateway").warning("no warm interpreter: %s", limit.message)
+                else:
+                    logging.getLogger("coderunner_gateway").exception("could not start a warm interpreter")
                 await asyncio.sleep(1)
 
     async def _spawn_warm(self) -> _Warm:
@@ -146,17 +150,22 @@ class ScriptRunner:
     ) -> tuple[Any, asyncio.Event]:
         jail = self.settings.jail
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(limit=1 << 16, loop=loop),
-            *jail.command(cell, cmd),
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self.settings.workspace,
-            env=jail.env(cell, self.settings.child_env(env)),
-            pass_fds=pass_fds,
-            **jail.popen_kwargs(cell),
-        )
+        try:
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(limit=1 << 16, loop=loop),
+                *jail.command(cell, cmd),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.settings.workspace,
+                env=jail.env(cell, self.settings.child_env(env)),
+                pass_fds=pass_fds,
+                **jail.popen_kwargs(cell),
+            )
+        except (OSError, RuntimeError) as exc:
+            if limit := process_limit(exc):  # fork refused (EAGAIN): said as the limit it is
+                raise limit from exc
+            raise
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         cell.pid = proc.pid
         return proc, protocol.exited

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
-from ..errors import ApiError
+from ..errors import ApiError, process_limit
 
 log = logging.getLogger("coderunner_gateway")
 
@@ -35,6 +35,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    if limit := process_limit(exc):  # a fork or thread refused (EAGAIN) wherever it was: 503, one line
+        log.warning("%s %s: %s", request.method, request.url.path, limit.message)
+        return JSONResponse(limit.to_json(), status_code=limit.status)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         {"error": {"code": "internal_error", "message": f"internal gateway error: {exc!r}"}}, status_code=500
