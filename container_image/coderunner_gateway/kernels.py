@@ -41,13 +41,18 @@ class PythonKernel:
 
     @classmethod
     async def start(cls, settings: Settings) -> PythonKernel:
+        import zmq.asyncio
         from jupyter_client import AsyncKernelManager
         from jupyter_client.provisioning import LocalProvisioner
 
         jail = settings.jail
         cell = jail.open_cell("kernel")
         try:
+            # one ZeroMQ context (one I/O thread, started with the first kernel) for every kernel and
+            # client: a context of their own each would start a thread per kernel, and ZeroMQ aborts
+            # the whole gateway when it cannot (the sandbox's process limit reached)
             km = AsyncKernelManager(
+                context=zmq.asyncio.Context.instance(),
                 kernel_name="python3",
                 transport="ipc",
                 ip=cell.path("k"),
@@ -75,7 +80,7 @@ class PythonKernel:
         except BaseException:
             jail.close_cell(cell)
             raise
-        kc = km.client()
+        kc = km.client(context=km.context)
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=60)
