@@ -78,7 +78,8 @@ class KernelPool:
     The pool refills to ``target``, which starts at ``floor`` (``--pool-size``). A claim that
     finds the pool dry doubles the target, up to ``max_size`` (``--pool-max``); after ``idle``
     seconds without a claim (``--pool-idle``) it halves, down to the floor, and warm kernels
-    beyond it are shut down; again every ``idle`` seconds.
+    beyond it are shut down; again every ``idle`` seconds. With ``--pool-size 0`` the default
+    ``max_size`` is 0: no pool at all, every session starts its own kernel.
     """
 
     refill_quiet = 0.5
