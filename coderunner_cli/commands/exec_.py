@@ -203,6 +203,9 @@ def run(
     if sync is not None and session is not None:
         raise UsageError("-w runs a script in its folder; --session code runs in its kernel: give one of them")
     source, language, filename, from_stdin = resolve_code(target, code, lang)
+    language_or_none: str | None = language
+    if session is not None and lang is None and (code is not None or from_stdin):
+        language_or_none = None  # code with no file to tell its language runs in the session's (a bash session)
     plan = plan_sync(sync, target) if sync is not None else None
     if plan is not None:
         filename = plan.script
@@ -232,7 +235,7 @@ def run(
                 source,
                 session=session,
                 timeout=timeout,
-                language=language,
+                language=language_or_none,
                 argv=args or None if session is None else None,
                 stdin=stdin,
                 filename=filename if session is None else None,

@@ -170,3 +170,19 @@ def test_exec_into_a_closed_pipe_ends_quietly(gateway):
     assert proc.stdout == "0\n"
     code = proc.stderr.splitlines()[-1]
     assert code in ("0", "141") and proc.stderr == code + "\n", proc.stderr
+
+
+def test_code_for_a_session_runs_in_its_language_without_lang(gateway, monkeypatch):
+    """`exec -s S -c CODE` (or code on stdin) runs in S's language: a bash session needs no --lang bash."""
+    monkeypatch.setenv("CODERUNNER_URL", gateway.url)
+    monkeypatch.setenv("CODERUNNER_TOKEN", gateway.token)
+    assert invoke("session", "new", "sh-lang", "--lang", "bash").exit_code == 0
+    try:
+        r = invoke("exec", "-s", "sh-lang", "-c", "echo $((6 * 7))")
+        assert (r.exit_code, r.stdout, r.stderr) == (0, "42\n", "")
+        r = invoke("exec", "-s", "sh-lang", "-", input="echo from-stdin\n")
+        assert (r.exit_code, r.stdout) == (0, "from-stdin\n")
+        r = invoke("exec", "-s", "sh-lang", "--lang", "python", "-c", "print(1)")  # asked for: still refused
+        assert r.exit_code == 65 and "runs bash, not python" in r.stderr
+    finally:
+        invoke("session", "rm", "sh-lang")
