@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from .errors import BadRequest, PayloadTooLarge
 
 LANGUAGES = ("python", "bash")
-MAX_NAME_BYTES = 255  # a file name (NAME_MAX); also the longest session name
+MAX_NAME_BYTES = 255  # a file name (NAME_MAX)
+# a session name: used in URLs (/v1/sessions/NAME) and on command lines, so nothing to quote or escape
+SESSION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_ARG_BYTES = 128 * 1024 - 1  # one argv or env string (Linux MAX_ARG_STRLEN, with its NUL)
 MAX_ARGV_ENV_BYTES = 1024 * 1024  # argv and env together, well under ARG_MAX
 
@@ -104,6 +107,13 @@ class Fields:
         value = self.string(name, nonempty=nonempty)
         if value is not None and ("\x00" in value or len(value.encode()) > MAX_NAME_BYTES):
             raise self._bad(name, f"a name of at most {MAX_NAME_BYTES} bytes, without NUL")
+        return value
+
+    def session_name(self, name: str) -> str | None:
+        """A session's name: letters, digits, ``-``, ``_`` and ``.``, at most 64 (as the CLI's)."""
+        value = self.string(name)
+        if value is not None and not SESSION_NAME.fullmatch(value):
+            raise self._bad(name, "letters, digits, '-', '_' and '.' (at most 64)")
         return value
 
     def number(self, name: str, *, maximum: float) -> float | None:

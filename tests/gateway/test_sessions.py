@@ -331,3 +331,18 @@ def test_a_forged_kernel_message_is_ignored_not_fatal(gateway):
     r = gateway.execute(code, session_id=sid)
     assert (r["status"], r["stdout"]) == ("ok", "after\n")
     assert gateway.execute("print(2)", session_id=sid)["stdout"] == "2\n"
+
+
+def test_session_names_are_letters_digits_and_dash_underscore_dot_up_to_64(gateway):
+    """A name is used in URLs (/v1/sessions/NAME) and on command lines: one that could not be
+    addressed (a '/') or is unbounded is refused at creation, as the CLI refuses it."""
+    c = gateway.client()
+    for bad in ("a/b", "x" * 65, "sp ace", "é", "a\nb", ""):
+        r = c.post("/v1/sessions", json={"name": bad})
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["code"] == "invalid_field"
+        assert "letters, digits" in r.json()["error"]["message"]
+    name = "Ok.name-1_" + "x" * 54
+    r = c.post("/v1/sessions", json={"name": name})
+    assert r.status_code == 201, r.text
+    assert c.delete(f"/v1/sessions/{name}").status_code == 200

@@ -27,7 +27,7 @@ class SessionRoutes:
     async def create(self, request: Request) -> Response:
         data = await read_json(request, self.gw.settings.max_request_bytes, allow_empty=True)
         f = Fields(data, {"name", "language"})
-        session = await self.gw.sessions.create(f.name("name"), f.language())
+        session = await self.gw.sessions.create(f.session_name("name"), f.language())
         return JSONResponse(session.info(), status_code=201)
 
     async def list_sessions(self, request: Request) -> Response:
