@@ -96,6 +96,10 @@ def _stdout_to_devnull() -> None:
 
 # what the gateway tells HTTP clients, said as the CLI's commands and options
 _HTTP_TO_CLI = (
+    (
+        "delete one with DELETE /v1/sessions/{id}, or start the gateway with a higher --max-sessions",
+        "delete one with `coderunner session rm NAME` (`coderunner session ls` lists them)",
+    ),
     ("GET /v1/sessions", "`coderunner session ls`"),
     ("POST /v1/sessions", "`coderunner session new`"),
     ("GET /v1/skills", "`coderunner skills ls`"),

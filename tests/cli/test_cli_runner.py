@@ -186,3 +186,13 @@ def test_code_for_a_session_runs_in_its_language_without_lang(gateway, monkeypat
         assert r.exit_code == 65 and "runs bash, not python" in r.stderr
     finally:
         invoke("session", "rm", "sh-lang")
+
+
+def test_the_session_limit_is_said_in_cli_words(gateway_factory, monkeypatch):
+    gw = gateway_factory("--max-sessions", "1", "--pool-size", "0")
+    monkeypatch.setenv("CODERUNNER_URL", gw.url)
+    monkeypatch.setenv("CODERUNNER_TOKEN", gw.token)
+    assert invoke("session", "new", "one").exit_code == 0
+    r = invoke("session", "new", "two")
+    assert r.exit_code == 65
+    assert "/v1/" not in r.stderr and "`coderunner session rm NAME`" in r.stderr, r.stderr
