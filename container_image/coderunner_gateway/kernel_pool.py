@@ -16,6 +16,7 @@ import logging
 import os
 from typing import Any
 
+from .errors import process_limit
 from .events import Sink
 from .kernels import PythonKernel
 from .outcome import EXIT_DIED, EXIT_INTERRUPTED, Outcome
@@ -218,11 +219,14 @@ class KernelPool:
         try:
             kernel = await PythonKernel.start(self.settings)
         except Exception as exc:
-            log.exception("could not start a python kernel")
+            if limit := process_limit(exc):  # a known condition: one line, in the user's terms
+                log.warning("could not start a python kernel: %s", limit.message)
+            else:
+                log.exception("could not start a python kernel")
             self._failures += 1
             waiter = self._next_waiter()
             if waiter is not None:
-                waiter.set_exception(KernelStartFailed(f"{type(exc).__name__}: {exc}"))
+                waiter.set_exception(KernelStartFailed(limit.message if limit else f"{type(exc).__name__}: {exc}"))
             else:
                 delay = min(60.0, self.retry_after * 2 ** (self._failures - 1))
                 self._retry_at = asyncio.get_running_loop().time() + delay

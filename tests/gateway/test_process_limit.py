@@ -92,6 +92,13 @@ def test_a_bash_session_that_cannot_start_is_503_process_limit(limited):
     assert "Traceback" not in limited.log.read_text()  # a known condition, said in one line
 
 
+def test_a_python_session_whose_kernel_cannot_start_says_the_limit(limited):
+    sid = limited.new_session()  # at once: its kernel starts in the background, and cannot
+    done = limited.stream("1", session_id=sid)[-1]
+    assert done["status"] == "died" and MESSAGE in done["message"], done
+    assert f"could not start a python kernel: {MESSAGE}" in limited.log.read_text()  # (jupyter_client logs its own)
+
+
 def test_the_cli_says_the_limit_and_exits_71(limited, tmp_path):
     env = {**os.environ, "CODERUNNER_URL": limited.url, "CODERUNNER_TOKEN": limited.token}
     env["CODERUNNER_HOME"] = str(tmp_path / "home")
