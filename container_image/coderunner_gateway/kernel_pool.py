@@ -71,10 +71,11 @@ class KernelPool:
     else resolved by the next kernel that finishes starting (claims are served in order).
     A kernel goes to one claim only and is never taken back: isolation needs nothing more.
 
-    Starts run in parallel, at most ``parallel`` at a time (the cores: a kernel start is about
-    a second of CPU). Starts owed to claims go first and never wait. Starts that only refill
-    the pool wait until no session execution has run for ``refill_quiet`` seconds (code that
-    runs needs the CPU more than the next session does), but not longer than ``refill_defer``.
+    Starts owed to claims run in parallel, at most ``parallel`` at a time (the cores: a kernel
+    start is about a second of CPU), and never wait. Starts that only refill the pool are
+    background work: one at a time, each once no session execution has run for
+    ``refill_quiet`` seconds (code that runs needs the CPU more than the next session does),
+    but not later than ``refill_defer`` seconds after it was wanted.
 
     The pool refills to ``target``, which starts at ``floor`` (``--pool-size``). A claim that
     finds the pool dry doubles the target, up to ``max_size`` (``--pool-max``); after ``idle``
@@ -181,19 +182,24 @@ class KernelPool:
 
     # -- starting kernels ---------------------------------------------------
     def _pump(self) -> None:
-        """Start what is owed to claims, then what refills the pool, ``parallel`` at a time."""
+        """Start what is owed to claims, ``parallel`` at a time; then refill the pool, one at a time."""
         if self._closed:
             return
         while self.waiters and self.waiters[0].done():
             self.waiters.popleft()  # claims given up (their session went)
         owed = self._waiting()
         wanted = owed + max(0, self.target - len(self.warm))
+        deferred = False
         while len(self._starts) < min(self.parallel, wanted):
-            if len(self._starts) >= owed and not self._may_refill():
-                break
+            if len(self._starts) >= owed:  # this one would only refill the pool: background work
+                if len(self._starts) > owed:
+                    break  # one refill at a time: the cores stay with the code that runs
+                if not self._may_refill():
+                    deferred = True
+                    break
             task = asyncio.create_task(self._start_one())
             self._starts.add(task)
-        if len(self._starts) < min(self.parallel, wanted) and self._recheck is None:
+        if deferred and self._recheck is None:
             self._recheck = asyncio.get_running_loop().call_later(0.1, self._pump_later)
         if len(self._starts) >= wanted:
             self._wanted_since = None
