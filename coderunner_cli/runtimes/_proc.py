@@ -79,6 +79,10 @@ def spawn(
     if max_processes is not None:
         import resource
 
+        _, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        if hard != resource.RLIM_INFINITY:  # the user's own limit is stricter: keep it (raising it fails)
+            max_processes = min(max_processes, hard)
+
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
 
@@ -96,6 +100,8 @@ def spawn(
             )
         except FileNotFoundError:
             raise RuntimeUnavailable(f"`{cmd[0]}` is not installed or not on PATH") from None
+        except (OSError, subprocess.SubprocessError) as exc:  # one line, not subprocess's traceback
+            raise RuntimeUnavailable(f"could not start `{cmd[0]}`: {exc}") from None
 
 
 def interactive(

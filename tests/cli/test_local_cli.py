@@ -351,3 +351,33 @@ def test_a_gateway_python_below_tmp(tmp_path):
         assert cr(env, "exec", "-c", "import sys; print(sys.prefix)", check=0).stdout == f"{venv}\n"
     finally:
         cr(env, "down", "--remove")
+
+
+def test_up_under_a_process_limit_of_the_users_keeps_it_and_starts(tmp_path):
+    """`up` run with a hard RLIMIT_NPROC below what local asks for (its uid's processes + 1024)
+    starts the sandbox under the user's stricter limit: setting a higher one failed in preexec_fn
+    and `up` printed subprocess's traceback."""
+    import shutil
+    import sys
+
+    if shutil.which("prlimit") is None:
+        import pytest
+
+        pytest.skip("prlimit (util-linux) is not installed")
+    env = cli_env(tmp_path)
+    env["SUDO_UID"] = env["SUDO_GID"] = str(47000 + os.getpid() % 1000)  # as root: a uid with no processes
+    coderunner = str(Path(sys.executable).parent / "coderunner")
+    up = subprocess.run(
+        ["prlimit", "--nproc=400:400", coderunner, "up", "--runtime", "local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    try:
+        assert up.returncode == 0 and "Traceback" not in up.stderr, up.stderr
+        assert cr(env, "exec", "-c", "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC))").stdout == (
+            "(400, 400)\n"
+        )
+    finally:
+        cr(env, "down", "--remove")
