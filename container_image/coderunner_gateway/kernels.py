@@ -115,41 +115,23 @@ class PythonKernel:
         self.settings.jail.close_cell(self.cell)
 
     async def execute(self, req: ExecuteRequest, sink: Sink, output_limit: int | None = None) -> Outcome:
-        code, timeout = req.code, req.timeout
         loop = asyncio.get_running_loop()
-        kc = self.kc
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "allow_stdin": False,
-            "stop_on_error": False,
-            "user_expressions": {},
-        }
-        metadata = {}
-        if output_limit is not None:
-            metadata["coderunner_output_limit"] = output_limit
-        received = {"stdout": 0, "stderr": 0}
-        request = kc.session.msg("execute_request", content, metadata=metadata)
-        kc.shell_channel.send(request)
-        msg_id = request["header"]["msg_id"]
-        deadline = loop.time() + timeout if timeout else None
-        interrupted_at: float | None = None
-        error: dict[str, Any] | None = None
+        run = _Execution(self._send_request(req.code, output_limit), req.timeout)
+        deadline = loop.time() + req.timeout if req.timeout else None
         while True:
             now = loop.time()
-            if deadline is not None and interrupted_at is None and now >= deadline:
-                interrupted_at = now
+            if deadline is not None and run.interrupted_at is None and now >= deadline:
+                run.interrupted_at = now
                 await self.interrupt()
-            if interrupted_at is not None and now - interrupted_at > self.INTERRUPT_GRACE:
+            if run.interrupted_at is not None and now - run.interrupted_at > self.INTERRUPT_GRACE:
                 o = Outcome.timeout(
-                    timeout or 0, "the kernel ignored the interrupt and was replaced; the session's state was lost"
+                    req.timeout or 0, "the kernel ignored the interrupt and was replaced; the session's state was lost"
                 )
                 o.state_lost = True
                 return o
-            wait = 0.25 if deadline is None or interrupted_at is not None else max(0.0, min(0.25, deadline - now))
+            wait = 0.25 if deadline is None or run.interrupted_at is not None else max(0.0, min(0.25, deadline - now))
             try:
-                msg = await wire.recv(kc.iopub_channel.socket, kc.session, wait)
+                msg = await wire.recv(self.kc.iopub_channel.socket, self.kc.session, wait)
             except wire.BadMessage as e:  # the kernel is the code's process: it can send anything
                 log.warning("a kernel message was ignored: %s", e)
                 continue
@@ -162,64 +144,28 @@ class PythonKernel:
                         state_lost=True,
                     )
                 continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "status" and content.get("execution_state") == "idle":
+            if msg["parent_header"].get("msg_id") == run.msg_id and await run.forward(msg, sink):
                 break
-            if kind == "stream":
-                if content["name"] in received:
-                    received[content["name"]] += len(content["text"].encode("utf-8", "surrogatepass"))
-                await sink.emit({"type": content["name"], "text": content["text"]})
-            elif kind in ("display_data", "update_display_data"):
-                ev = {"type": "display", "data": content.get("data", {})}
-                if content.get("metadata"):
-                    ev["metadata"] = content["metadata"]
-                await sink.emit(ev)
-            elif kind == "execute_result":
-                await sink.emit(
-                    {
-                        "type": "result",
-                        "data": content.get("data", {}),
-                        "execution_count": content.get("execution_count"),
-                    }
-                )
-            elif kind == "error":
-                error = {
-                    "ename": content.get("ename", ""),
-                    "evalue": content.get("evalue", ""),
-                    "traceback": content.get("traceback", []),
-                }
-                if error["ename"] == "SystemExit" and system_exit_prints(error["evalue"]):
-                    # python prints a non-integer exit code (sys.exit("msg")) on stderr
-                    await sink.emit({"type": "stderr", "text": error["evalue"] + "\n"})
-                if error["ename"] == "SystemExit" or (
-                    interrupted_at is not None and error["ename"] == "KeyboardInterrupt"
-                ):
-                    continue
-                await sink.emit({"type": "error", **error})
-        if interrupted_at is not None:
-            outcome = Outcome.timeout(timeout or 0, "the kernel was interrupted; the session keeps its state")
-        elif error is None:
-            outcome = Outcome("ok", 0)
-        elif error["ename"] == "SystemExit":
-            outcome = Outcome.from_exit(system_exit_code(error["evalue"]))
-        elif error["ename"] == "KeyboardInterrupt":
-            outcome = Outcome("interrupted", EXIT_INTERRUPTED)
-        else:
-            outcome = Outcome("error", 1)
-        reply = await self._reply(msg_id)
+        outcome = run.outcome()
+        reply = await self._reply(run.msg_id)
         if reply is not None:
-            # what the kernel cut, and what it sent that never arrived (PUB drops at its
-            # high-water mark when the gateway reads slower than code prints)
-            counts = (reply.get("metadata") or {}).get("coderunner") or {}
-            dropped = {k: int(v) for k, v in (counts.get("dropped") or {}).items()}
-            for name, size in (counts.get("sent") or {}).items():
-                if size > received.get(name, size):
-                    dropped[name] = dropped.get(name, 0) + size - received[name]
-            if output_limit is not None or any(dropped.values()):
-                outcome.dropped = dropped
+            run.count_dropped(reply, outcome, output_limit)
         return outcome
+
+    def _send_request(self, code: str, output_limit: int | None) -> str:
+        """Send an execute_request; its msg_id."""
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "allow_stdin": False,
+            "stop_on_error": False,
+            "user_expressions": {},
+        }
+        metadata = {} if output_limit is None else {"coderunner_output_limit": output_limit}
+        request = self.kc.session.msg("execute_request", content, metadata=metadata)
+        self.kc.shell_channel.send(request)
+        return str(request["header"]["msg_id"])
 
     async def _reply(self, msg_id: str, timeout: float = 5) -> dict[str, Any] | None:
         """The shell reply to ``msg_id``, skipping stale ones."""
@@ -235,3 +181,73 @@ class PythonKernel:
                 return None
             if reply["parent_header"].get("msg_id") == msg_id:
                 return reply
+
+
+class _Execution:
+    """What one execution's messages said so far: output counted, its error, its interrupt."""
+
+    def __init__(self, msg_id: str, timeout: float | None) -> None:
+        self.msg_id = msg_id
+        self.timeout = timeout
+        self.received = {"stdout": 0, "stderr": 0}
+        self.error: dict[str, Any] | None = None
+        self.interrupted_at: float | None = None
+
+    async def forward(self, msg: dict[str, Any], sink: Sink) -> bool:
+        """Turn one of the kernel's iopub messages into events; True when it went idle."""
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status":
+            return bool(content.get("execution_state") == "idle")
+        if kind == "stream":
+            if content["name"] in self.received:
+                self.received[content["name"]] += len(content["text"].encode("utf-8", "surrogatepass"))
+            await sink.emit({"type": content["name"], "text": content["text"]})
+        elif kind in ("display_data", "update_display_data"):
+            ev = {"type": "display", "data": content.get("data", {})}
+            if content.get("metadata"):
+                ev["metadata"] = content["metadata"]
+            await sink.emit(ev)
+        elif kind == "execute_result":
+            ev = {"type": "result", "data": content.get("data", {}), "execution_count": content.get("execution_count")}
+            await sink.emit(ev)
+        elif kind == "error":
+            await self._error(content, sink)
+        return False
+
+    async def _error(self, content: dict[str, Any], sink: Sink) -> None:
+        error = self.error = {
+            "ename": content.get("ename", ""),
+            "evalue": content.get("evalue", ""),
+            "traceback": content.get("traceback", []),
+        }
+        if error["ename"] == "SystemExit" and system_exit_prints(error["evalue"]):
+            # python prints a non-integer exit code (sys.exit("msg")) on stderr
+            await sink.emit({"type": "stderr", "text": error["evalue"] + "\n"})
+        if error["ename"] == "SystemExit" or (
+            self.interrupted_at is not None and error["ename"] == "KeyboardInterrupt"
+        ):
+            return
+        await sink.emit({"type": "error", **error})
+
+    def outcome(self) -> Outcome:
+        error = self.error
+        if self.interrupted_at is not None:
+            return Outcome.timeout(self.timeout or 0, "the kernel was interrupted; the session keeps its state")
+        if error is None:
+            return Outcome("ok", 0)
+        if error["ename"] == "SystemExit":
+            return Outcome.from_exit(system_exit_code(error["evalue"]))
+        if error["ename"] == "KeyboardInterrupt":
+            return Outcome("interrupted", EXIT_INTERRUPTED)
+        return Outcome("error", 1)
+
+    def count_dropped(self, reply: dict[str, Any], outcome: Outcome, output_limit: int | None) -> None:
+        """What the kernel cut, and what it sent that never arrived (PUB drops at its
+        high-water mark when the gateway reads slower than code prints)."""
+        counts = (reply.get("metadata") or {}).get("coderunner") or {}
+        dropped = {k: int(v) for k, v in (counts.get("dropped") or {}).items()}
+        for name, size in (counts.get("sent") or {}).items():
+            if size > self.received.get(name, size):
+                dropped[name] = dropped.get(name, 0) + size - self.received[name]
+        if output_limit is not None or any(dropped.values()):
+            outcome.dropped = dropped
