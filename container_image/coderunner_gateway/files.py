@@ -63,11 +63,40 @@ def _not_a_folder(path: Path) -> ApiError:
     )
 
 
-def write(path: Path, data: bytes) -> int:
+def owner(workspace: str | Path) -> tuple[int, int] | None:
+    """Who what the gateway writes into the workspace must belong to: the workspace's owner
+    (the code's uid: the jails give it a root-owned workspace) when the gateway is root, so
+    code can change the files it was given; None otherwise (they are the gateway's = ours)."""
+    if os.geteuid() != 0:
+        return None
+    st = os.stat(workspace)
+    return st.st_uid, st.st_gid
+
+
+def _make_folders(folder: Path, own: tuple[int, int] | None) -> None:
+    missing = []
+    while not folder.exists() and not folder.is_symlink():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        try:
+            made.mkdir()
+        except FileExistsError:
+            if not made.is_dir():
+                raise
+            continue
+        if own is not None:
+            os.chown(made, *own, follow_symlinks=False)
+
+
+def write(path: Path, data: bytes, own: tuple[int, int] | None = None) -> int:
+    """Write ``data`` at ``path`` (atomically, folders made as needed), owned by ``own``."""
     if path.is_dir():
         raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(path.parent, own)
+        if not path.parent.is_dir():
+            raise NotADirectoryError(str(path.parent))
     except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder must be
         raise _not_a_folder(path) from exc
     # the temp name does not grow with the file's (a name may be NAME_MAX bytes itself), and it
@@ -76,6 +105,8 @@ def write(path: Path, data: bytes) -> int:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         with open(fd, "wb") as f:
+            if own is not None:
+                os.fchown(f.fileno(), *own)
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

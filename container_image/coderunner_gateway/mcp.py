@@ -230,7 +230,8 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
         """Write a text file into the sandbox's workspace (a path relative to it), creating folders."""
         try:
             target = files.resolve(gw.settings.workspace, path)
-            size = await asyncio.to_thread(files.write, target, content.encode())
+            own = files.owner(gw.settings.workspace)
+            size = await asyncio.to_thread(files.write, target, content.encode(), own)
         except ApiError as exc:
             raise fail(exc) from exc
         return f"wrote {size} bytes to {path}"

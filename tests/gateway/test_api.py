@@ -219,3 +219,22 @@ def test_deleting_a_link_deletes_the_link(gateway, tmp_path):
     assert c.delete("/v1/files/link-out/kept.txt").status_code == 403  # through a link out: nothing
     assert c.delete("/v1/files/link-out").status_code == 200  # the link out itself: only the link
     assert not (gateway.workspace / "link-out").is_symlink() and (outside / "kept.txt").read_text() == "kept"
+
+
+def test_code_can_change_what_was_uploaded(gateway):
+    # a root gateway wrote uploads as root 0644/0755: code (another uid) could read them but
+    # not change them, nor add a file to an uploaded folder
+    c = gateway.client()
+    assert c.put("/v1/files/up/deep/in.txt", content=b"one\n").status_code == 201
+    code = (
+        "open('up/deep/in.txt', 'a').write('two\\n')\n"
+        "open('up/deep/new.txt', 'w').write('made')\n"
+        "import os; os.mkdir('up/sub')\n"
+        "print(open('up/deep/in.txt').read(), end='')"
+    )
+    r = gateway.execute(code)
+    assert (r["exit_code"], r["stdout"]) == (0, "one\ntwo\n"), r["stderr"]
+    ws = gateway.workspace.stat()
+    for p in ("up", "up/deep", "up/deep/in.txt"):
+        st = (gateway.workspace / p).stat()
+        assert (st.st_uid, st.st_gid) == (ws.st_uid, ws.st_gid), p

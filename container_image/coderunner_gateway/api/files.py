@@ -46,5 +46,6 @@ class FileRoutes:
             body += chunk
             if len(body) > limit:
                 raise PayloadTooLarge(f"file is over the gateway's limit of {limit} bytes")
-        size = await asyncio.to_thread(files.write, path, bytes(body))
+        own = files.owner(self.gw.settings.workspace)
+        size = await asyncio.to_thread(files.write, path, bytes(body), own)
         return JSONResponse({"path": rel, "size": size}, status_code=201)
