@@ -16,6 +16,9 @@ writes the events as exec_.run does, importing nothing but C modules of the stan
 site.py. Whatever it is not sure of (a #! line to read, a file it cannot read, a name or state it
 does not recognise, another URL scheme) it leaves, before doing anything, to exec_.run, which says
 it in the CLI's words; errors on the way are said by client.py's own functions.
+
+One module over ~300 lines on purpose: every module the fast path imports is start-up paid on
+each `coderunner exec`, so its parsing, discovery, request and event writing stay in this one file.
 """
 
 from __future__ import annotations
@@ -130,9 +133,31 @@ def lean(opts: dict) -> int | None:
     """A script run (no --session) as commands/exec_.run does it, on a raw HTTP request (:mod:`._http`):
     the exit code, or None before anything happened when the case is not a plain one (exec_.run then
     runs it, and says any error in its own words)."""
-    import os
-
     from . import _http
+
+    script = _script(opts)
+    if script is None:
+        return None
+    code, target, args, language, filename = script
+    found = _gateway(opts["name"])
+    if found is None:
+        return None
+    url, token, from_state = found
+    where = _http.address(url)
+    if where is None:
+        return None
+    # commands/exec_.run from here on: stdin, the request (client._execute_body), the events
+    body = _body(code, language, args, opts["timeout"], filename)
+    headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return _post(where, _http.dumps(body).encode(), headers, target, url, from_state)
+
+
+def _script(opts: dict) -> tuple[str, str | None, list[str], str, str | None] | None:
+    """The script run's code, FILE, arguments, language and filename, or None when lean leaves it
+    to exec_.run (a session, another language, a bad timeout, stdin or a #! line, an unreadable FILE)."""
+    import os
 
     code, target, args, lang, timeout = opts["code"], opts["target"], opts["args"], opts["lang"], opts["timeout"]
     if opts["session"] is not None or lang not in (None, "python", "bash"):
@@ -156,14 +181,11 @@ def lean(opts: dict) -> int | None:
                 code = f.read()
         except (OSError, ValueError):
             return None
-    found = _gateway(opts["name"])
-    if found is None:
-        return None
-    url, token, from_state = found
-    where = _http.address(url)
-    if where is None:
-        return None
-    # commands/exec_.run from here on: stdin, the request (client._execute_body), the events
+    return code, target, args, language, filename
+
+
+def _body(code: str, language: str, args: list[str], timeout: float | None, filename: str | None) -> dict:
+    """client._execute_body's request, with piped stdin read here (as text, or base64 when not UTF-8)."""
     piped = None if sys.stdin.isatty() else sys.stdin.buffer.read()
     stdin: str | None = None
     body: dict = {"code": code}
@@ -183,10 +205,14 @@ def lean(opts: dict) -> int | None:
     ):
         if value is not None:
             body[key] = value
-    headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    payload = _http.dumps(body).encode()
+    return body
+
+
+def _post(where, payload: bytes, headers: dict, target: str | None, url: str, from_state: bool) -> int:
+    """POST /v1/execute (one retry on a fresh connection, as CodeRunner) and write its events: the
+    exit code; 130 on Ctrl-C, which closes the stream and so kills the script."""
+    from . import _http
+
     sock = None
     try:
         for attempt in (0, 1):
