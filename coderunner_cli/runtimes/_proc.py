@@ -128,7 +128,6 @@ def _pty_relay(cmd: list[str], env: Mapping[str, str] | None) -> int:
     import fcntl
     import os
     import pty
-    import select
     import signal
     import sys
     import termios
@@ -151,30 +150,38 @@ def _pty_relay(cmd: list[str], env: Mapping[str, str] | None) -> int:
     saved = termios.tcgetattr(stdin)
     tty.setraw(stdin)
     try:
-        while True:
-            try:
-                ready, _, _ = select.select([master, stdin], [], [])
-            except InterruptedError:
-                continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                os.write(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if not data:
-                    break
-                os.write(master, data)
+        _copy_until_eof(master, stdin, stdout)
     finally:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
         os.close(master)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _copy_until_eof(master: int, stdin: int, stdout: int) -> None:
+    """Relay the pty's output to ``stdout`` and ``stdin`` to the pty until either side ends."""
+    import os
+    import select
+
+    while True:
+        try:
+            ready, _, _ = select.select([master, stdin], [], [])
+        except InterruptedError:
+            continue
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                return
+            os.write(stdout, data)
+        if stdin in ready:
+            data = os.read(stdin, 65536)
+            if not data:
+                return
+            os.write(master, data)
 
 
 def descendants(root: int) -> list[int]:
