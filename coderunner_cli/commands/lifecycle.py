@@ -4,74 +4,91 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._options import JsonOpt, SandboxOpt, group
 
+if TYPE_CHECKING:
+    from ..sandbox_up import UpResult
+
 cli = group()
+
+
+# `up`'s options, named here so that its signature stays short
+RuntimeOpt = Annotated[str | None, typer.Option(help="apple, docker, podman or local (default: auto-detect).")]
+ImageOpt = Annotated[str, typer.Option(help="Image to run (container runtimes).")]
+CpusOpt = Annotated[float | None, typer.Option(help="CPUs for the sandbox.")]
+MemoryOpt = Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")]
+SshAgentOpt = Annotated[
+    bool,
+    typer.Option(
+        "--with-ssh-agent/--without-ssh-agent",
+        help="Forward your SSH agent into the sandbox (SSH_AUTH_SOCK is set there). apple: container >= 0.12 "
+        "forwards $SSH_AUTH_SOCK; up to 0.11 it forwards launchd's agent, whatever $SSH_AUTH_SOCK says.",
+    ),
+]
+CredentialsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--with-credentials/--without-credentials",
+        help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.",
+    ),
+]
+EnvFileOpt = Annotated[list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")]
+MountOpt = Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro], repeatable.")]
+NetworkOpt = Annotated[bool, typer.Option("--network/--no-network", help="Network inside the sandbox.")]
+RecreateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--recreate", help="Recreate a running sandbox even if that ends its sessions (the workspace is kept)."
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the runtime to get ready.")]
+
+# `up`'s parameter -> its UpOptions field, for the options that recreate a sandbox when they differ
+_RECREATING = {
+    "image": "image",
+    "cpus": "cpus",
+    "memory": "memory",
+    "with_ssh_agent": "with_ssh_agent",
+    "with_credentials": "with_credentials",
+    "env_file": "env_files",
+    "mount": "mounts",
+    "network": "network",
+}
 
 
 @cli.command()
 def up(
     ctx: typer.Context,
     sandbox_name: SandboxOpt = None,
-    runtime: Annotated[str | None, typer.Option(help="apple, docker, podman or local (default: auto-detect).")] = None,
-    image: Annotated[str, typer.Option(help="Image to run (container runtimes).")] = "coderunner:latest",
-    cpus: Annotated[float | None, typer.Option(help="CPUs for the sandbox.")] = None,
-    memory: Annotated[str | None, typer.Option(help="Memory for the sandbox, e.g. 4g.")] = None,
-    with_ssh_agent: Annotated[
-        bool,
-        typer.Option(
-            "--with-ssh-agent/--without-ssh-agent",
-            help="Forward your SSH agent into the sandbox (SSH_AUTH_SOCK is set there). apple: container >= 0.12 "
-            "forwards $SSH_AUTH_SOCK; up to 0.11 it forwards launchd's agent, whatever $SSH_AUTH_SOCK says.",
-        ),
-    ] = False,
-    with_credentials: Annotated[
-        bool,
-        typer.Option(
-            "--with-credentials/--without-credentials",
-            help="Mount ~/.claude ~/.codex ~/.cursor ~/.config/gh ~/.config/gcloud ~/.aws ~/.azure read-only.",
-        ),
-    ] = False,
-    env_file: Annotated[
-        list[Path] | None, typer.Option(help="KEY=VALUE file added to the sandbox's environment.")
-    ] = None,
-    mount: Annotated[list[str] | None, typer.Option(help="SRC:DST[:ro], repeatable.")] = None,
-    network: Annotated[bool, typer.Option("--network/--no-network", help="Network inside the sandbox.")] = True,
-    recreate: Annotated[
-        bool,
-        typer.Option(
-            "--recreate", help="Recreate a running sandbox even if that ends its sessions (the workspace is kept)."
-        ),
-    ] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the runtime to get ready.")] = 600,
+    runtime: RuntimeOpt = None,
+    image: ImageOpt = "coderunner:latest",
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    with_ssh_agent: SshAgentOpt = False,
+    with_credentials: CredentialsOpt = False,
+    env_file: EnvFileOpt = None,
+    mount: MountOpt = None,
+    network: NetworkOpt = True,
+    recreate: RecreateOpt = False,
+    timeout: TimeoutOpt = 600,
 ) -> None:
     """Start the sandbox (or resume it) and print its URL.
 
     Options you give that differ from the running sandbox's recreate it (the
     workspace is kept); options you leave out keep what it was started with."""
-    from .. import render, sandbox
+    from .. import render, sandbox_up
 
     console = render.stderr_console()
-    names = {
-        "image": "image",
-        "cpus": "cpus",
-        "memory": "memory",
-        "with_ssh_agent": "with_ssh_agent",
-        "with_credentials": "with_credentials",
-        "env_file": "env_files",
-        "mount": "mounts",
-        "network": "network",
-    }
     given = {
         field
-        for param, field in names.items()
+        for param, field in _RECREATING.items()
         if (src := ctx.get_parameter_source(param)) is not None and src.name != "DEFAULT"
     }
-    opts = sandbox.UpOptions(
+    opts = sandbox_up.UpOptions(
         runtime=runtime,
         image=image,
         cpus=cpus,
@@ -86,13 +103,18 @@ def up(
         given=given,
     )
     with console.status("starting") as spinner:
-        result = sandbox.up(opts, progress=lambda msg: spinner.update(msg))
+        result = sandbox_up.up(opts, progress=lambda msg: spinner.update(msg))
+    _report_up(result)
+
+
+def _report_up(result: UpResult) -> None:
+    """`up`'s warnings and notes, the one line saying what it did, and the URL on stdout."""
+    from .. import paths, render
+
     for w in result.warnings:
         render.note(f"coderunner: warning: {w}")
     for n in result.notes:
         render.note(f"coderunner: {n}")
-    from .. import paths
-
     which = "" if paths.sandbox() == paths.DEFAULT_SANDBOX else f" {paths.sandbox()}"
     render.note(f"coderunner: sandbox{which} {result.action} ({result.runtime}, {result.source}; {result.isolation})")
     print(result.url)

@@ -1,4 +1,4 @@
-"""`sandbox.up` against a fake runtime: which of create, reuse, recreate, resume, build and pull it does.
+"""`sandbox_up.up` against a fake runtime: which of create, reuse, recreate, resume, build and pull it does.
 
 The runtime is the only stand-in: an in-memory implementation of the ``Runtime``
 protocol (``coderunner_cli/runtimes/base.py``) that records its calls. The gateway
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from coderunner_cli import paths, sandbox, state
+from coderunner_cli import paths, sandbox, sandbox_up, state
 from coderunner_cli.errors import UsageError
 from coderunner_cli.runtimes.base import DEFAULT_IMAGE, ContainerSpec, Status
 
@@ -186,7 +186,7 @@ def runtimes(monkeypatch):
         for attr, fake_fn in (("get", get), ("resolve", resolve)):
             if getattr(module, attr, None) is real[attr]:
                 monkeypatch.setattr(module, attr, fake_fn)
-    assert sandbox.get is get and sandbox.resolve is resolve
+    assert sandbox_up.get is get and sandbox_up.resolve is resolve
 
     def add(runtime: FakeRuntime) -> FakeRuntime:
         installed[runtime.name] = runtime
@@ -200,9 +200,9 @@ def fake(runtimes, gateway) -> FakeRuntime:
     return runtimes(FakeRuntime(gateway, images=[DEFAULT_IMAGE]))
 
 
-def up(**kw: Any) -> sandbox.UpResult:
+def up(**kw: Any) -> sandbox_up.UpResult:
     kw.setdefault("timeout", 5)
-    return sandbox.up(sandbox.UpOptions(**kw))
+    return sandbox_up.up(sandbox_up.UpOptions(**kw))
 
 
 def token() -> str:
@@ -212,7 +212,7 @@ def token() -> str:
 # -- a fresh up ------------------------------------------------------------------
 def test_a_fresh_up_creates_the_sandbox_with_a_private_token(fake, gateway):
     said: list[str] = []
-    r = sandbox.up(sandbox.UpOptions(runtime="fake", cpus=2, memory="1g", timeout=5), said.append)
+    r = sandbox_up.up(sandbox_up.UpOptions(runtime="fake", cpus=2, memory="1g", timeout=5), said.append)
     assert (r.action, r.url, r.runtime, r.source, r.isolation) == (
         "started",
         gateway.url,
