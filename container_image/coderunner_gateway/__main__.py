@@ -5,24 +5,23 @@
 The token comes from ``--token-file`` or ``CODERUNNER_TOKEN`` (never from
 argv, which other users can read in ``ps``). ``--port 0`` picks a free port;
 ``--ready-file`` receives ``{"url": ..., "pid": ...}`` once it listens.
+
+Over ~300 lines because most of it is the flat declaration of the options (one
+``add_argument`` with its help each); serving is in :mod:`.serve`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 
 from . import __version__
-from .jail import MODES, IsolationUnavailable, JailConfig, make_jail, no_new_privs_and_undumpable
+from .jail import MODES, IsolationUnavailable, Jail, JailConfig, make_jail, no_new_privs_and_undumpable
 from .settings import MiB, Settings, read_env_file
 
 log = logging.getLogger("coderunner_gateway")
@@ -30,6 +29,19 @@ log = logging.getLogger("coderunner_gateway")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coderunner-gateway", description="Run the coderunner gateway.")
+    _listen_options(p)
+    _isolation_options(p)
+    _code_env_options(p)
+    _pool_options(p)
+    _limit_options(p)
+    _skills_browser_options(p)
+    _http_options(p)
+    _service_options(p)
+    return p
+
+
+def _listen_options(p: argparse.ArgumentParser) -> None:
+    """Options: where it listens, its workspace, and what it is handed at start (token, environment)."""
     p.add_argument(
         "--host",
         default=os.environ.get("CODERUNNER_HOST", "127.0.0.1"),
@@ -47,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", help="read the API token from this file (else $CODERUNNER_TOKEN)")
     p.add_argument("--token-fd", type=int, help="read the API token from this inherited file descriptor")
     p.add_argument("--env-fd", type=int, help="read KEY=VALUE lines (as --env-file) from this inherited descriptor")
+
+
+def _isolation_options(p: argparse.ArgumentParser) -> None:
+    """Options: how code is kept apart (--isolation and what each mode needs)."""
     p.add_argument(
         "--isolation",
         choices=MODES,
@@ -80,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
         help="bwrap: size of each script's and session's private /tmp (default 1024 MiB)",
     )
     p.add_argument("--socket-owner", metavar="UID:GID", help="chown the --uds socket (the host user's ids)")
+
+
+def _code_env_options(p: argparse.ArgumentParser) -> None:
+    """Options: the environment the code gets."""
     p.add_argument(
         "--pass-env",
         action="append",
@@ -94,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="KEY=VALUE lines added to the environment of the code it runs (repeatable)",
     )
+
+
+def _pool_options(p: argparse.ArgumentParser) -> None:
+    """Options: warm kernels and interpreters."""
     p.add_argument(
         "--pool-size",
         type=int,
@@ -120,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         help="python interpreters kept started for scripts, each in its own cell and used once "
         "(default 2; 0: each script starts its own)",
     )
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    """Options: sessions, sizes and timeouts."""
     p.add_argument("--max-sessions", type=int, default=32, help="live sessions allowed (default 32)")
     p.add_argument("--session-ttl", type=float, default=3600.0, help="seconds an idle session lives (default 3600)")
     p.add_argument(
@@ -130,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-request-bytes", type=int, default=32 * MiB, help="largest request body (default 32 MiB)")
     p.add_argument("--default-timeout", type=float, help="timeout for executions that give none (default: none)")
+
+
+def _skills_browser_options(p: argparse.ArgumentParser) -> None:
+    """Options: skills and the browser."""
     p.add_argument(
         "--skills-dir",
         default=os.environ.get("CODERUNNER_SKILLS_DIR"),
@@ -145,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("CODERUNNER_CHROMIUM"),
         help="Chromium executable for /v1/browser (default: chromium on PATH)",
     )
+
+
+def _http_options(p: argparse.ArgumentParser) -> None:
+    """Options: connections (before auth) and MCP sessions."""
     p.add_argument(
         "--header-timeout",
         type=float,
@@ -163,11 +199,14 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds an idle MCP session (and its kernel) lives (default 600)",
     )
+
+
+def _service_options(p: argparse.ArgumentParser) -> None:
+    """Options: ready file, logging, version."""
     p.add_argument("--ready-file", help="write {url, pid} here once listening")
     p.add_argument("--log-level", default=os.environ.get("CODERUNNER_LOG_LEVEL", "info"))
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"coderunner-gateway {__version__}")
-    return p
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -209,6 +248,24 @@ def main(argv: list[str] | None = None) -> None:
     workspace = os.path.abspath(args.workspace)
     if not os.path.isdir(workspace):
         sys.exit(f"coderunner-gateway: workspace {workspace} is not a directory: create it or pass --workspace")
+    extra_env = _extra_env(args)
+    runtime_dir = _runtime_dir(workspace)
+    jail = _jail(args, workspace, runtime_dir)
+    log.info("code runs isolated: %s", jail.describe())
+    settings = _settings(args, workspace, runtime_dir, jail, extra_env)
+    os.chmod(settings.runtime_dir, 0o711 if jail.name == "setid" else 0o700)
+    if settings.token is None:
+        log.warning("no token set (CODERUNNER_TOKEN or --token-file): the API is open to anyone who can reach it")
+    from .serve import serve
+
+    try:
+        asyncio.run(serve(args, settings))
+    finally:
+        shutil.rmtree(settings.runtime_dir, ignore_errors=True)
+
+
+def _extra_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment added to the code's: --env-fd, then --pass-env, then each --env-file."""
     extra_env: dict[str, str] = {}
     if args.env_fd is not None:  # handed over by the runtime; read, then closed so nothing inherits it
         with os.fdopen(args.env_fd, "rb") as f, tempfile.NamedTemporaryFile("wb", prefix="coderunner-env-") as tmp:
@@ -228,9 +285,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"coderunner-gateway: cannot read --env-file {path}: {exc.strerror}")
         except ValueError as exc:
             sys.exit(f"coderunner-gateway: {exc}")
-    runtime_dir = _runtime_dir(workspace)
+    return extra_env
+
+
+def _jail(args: argparse.Namespace, workspace: str, runtime_dir: str) -> Jail:
     try:
-        jail = make_jail(
+        return make_jail(
             JailConfig(
                 mode=args.isolation,
                 runtime_dir=runtime_dir,
@@ -246,10 +306,14 @@ def main(argv: list[str] | None = None) -> None:
     except (IsolationUnavailable, OSError) as exc:
         shutil.rmtree(runtime_dir, ignore_errors=True)
         sys.exit(f"coderunner-gateway: {exc}")
-    log.info("code runs isolated: %s", jail.describe())
+
+
+def _settings(
+    args: argparse.Namespace, workspace: str, runtime_dir: str, jail: Jail, extra_env: dict[str, str]
+) -> Settings:
     from .kernel_pool import default_pool_max
 
-    settings = Settings(
+    return Settings(
         runtime_dir=runtime_dir,
         jail=jail,
         extra_env=extra_env,
@@ -268,110 +332,6 @@ def main(argv: list[str] | None = None) -> None:
         user_skills_dir=args.user_skills_dir,
         chromium=args.chromium,
     )
-    os.chmod(settings.runtime_dir, 0o711 if jail.name == "setid" else 0o700)
-    if settings.token is None:
-        log.warning("no token set (CODERUNNER_TOKEN or --token-file): the API is open to anyone who can reach it")
-    try:
-        asyncio.run(_serve(args, settings))
-    finally:
-        shutil.rmtree(settings.runtime_dir, ignore_errors=True)
-
-
-async def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    import uvicorn
-
-    from .app import create_app
-    from .http_guard import MAX_HEADER_BYTES, guarded_protocol
-
-    if settings.token is None and not args.uds:
-        sys.exit(
-            "coderunner-gateway: refusing to listen on TCP without a token: set CODERUNNER_TOKEN or "
-            "--token-file, or listen on a unix socket with --uds"
-        )
-    app, gateway = create_app(settings, mcp_idle_timeout=args.mcp_idle_timeout)
-    config = uvicorn.Config(
-        app,
-        log_level=args.log_level.lower(),
-        access_log=args.access_log,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-        server_header=False,
-        # h11 with header size, header time and connection caps, all before auth
-        http=guarded_protocol(args.header_timeout, max(1, args.max_connections)),
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-    )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame) -> None:  # type: ignore[override]
-            # end running code first, so open streams finish with "died"
-            # instead of holding the graceful shutdown open
-            if sig in (signal.SIGTERM, signal.SIGINT) and not self.should_exit:
-                loop.call_soon_threadsafe(lambda: closing.add(asyncio.ensure_future(gateway.close())))
-            super().handle_exit(sig, frame)
-
-        @contextlib.contextmanager
-        def capture_signals(self):
-            # uvicorn re-raises the signal once served, killing the process
-            # before our cleanup runs; a clean shutdown exits 0 instead
-            with super().capture_signals():
-                yield
-                getattr(self, "_captured_signals", []).clear()
-
-    loop = asyncio.get_running_loop()
-    closing: set[asyncio.Future[None]] = set()  # the close a signal started (the loop keeps only weak references)
-    server = Server(config)
-    if args.uds:
-        _socket_dir(args.uds)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(args.uds)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(args.uds)
-        os.chmod(args.uds, 0o600)
-        if args.socket_owner:
-            uid, _, gid = args.socket_owner.partition(":")
-            os.chown(args.uds, int(uid), int(gid or uid))
-        url = f"unix:{args.uds}"
-    else:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # accepted sockets inherit it: without it, a response written as
-        # headers then body waits ~40 ms on Nagle + delayed ACK
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((args.host, args.port))
-        except OSError as exc:
-            sys.exit(
-                f"coderunner-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror} "
-                "(is another gateway running? pick another --port, or 0 for any free port)"
-            )
-        host, port = sock.getsockname()[:2]
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    sock.listen(128)
-    sock.set_inheritable(False)
-
-    async def announce() -> None:
-        while not server.started and not server.should_exit:
-            await asyncio.sleep(0.01)
-        if server.started:
-            log.info("coderunner-gateway %s listening on %s (workspace %s)", __version__, url, settings.workspace)
-            if args.ready_file:
-                await asyncio.to_thread(_write_ready_file, args.ready_file, url)
-
-    announcer = asyncio.create_task(announce())
-    try:
-        await server.serve(sockets=[sock])
-    finally:
-        announcer.cancel()
-        await gateway.close()
-
-
-def _write_ready_file(path: str, url: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"url": url, "pid": os.getpid()}, f)
-    os.replace(tmp, path)
 
 
 def _runtime_dir(workspace: str) -> str:
@@ -385,17 +345,6 @@ def _runtime_dir(workspace: str) -> str:
             "workspace): set TMPDIR to a private writable directory"
         )
     return tempfile.mkdtemp(prefix="coderunner-gw-", dir=base)
-
-
-def _socket_dir(path: str) -> None:
-    """Create the socket's directory (Apple's --publish-socket creates none in the guest);
-    as root, close the root-owned directories above it, so code (never root) cannot reach it."""
-    parent = os.path.dirname(path)
-    os.makedirs(parent, mode=0o700, exist_ok=True)
-    if os.geteuid() == 0:
-        for d in (parent, os.path.dirname(parent)):
-            if d not in ("/", "/run", "/tmp", "/var/run") and os.stat(d).st_uid == 0:
-                os.chmod(d, 0o700)
 
 
 if __name__ == "__main__":
