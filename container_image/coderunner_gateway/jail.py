@@ -25,6 +25,9 @@ chosen by ``--isolation``:
 
 ``auto`` picks ``setid`` when the gateway is root and ``bwrap`` cannot
 isolate, else ``bwrap``; it refuses to start when neither works.
+
+Over ~300 lines because the three modes are subclasses of one :class:`Jail` whose cell
+contract they share, kept beside the helpers they use and :func:`make_jail` choosing among them.
 """
 
 from __future__ import annotations
@@ -288,9 +291,16 @@ class BwrapJail(Jail):
             os.chown(path, *self.drop_to)
 
     def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
-        c = self.config
-        cmd = [
-            self.bwrap,
+        cmd = [self.bwrap, *self._namespace_args()]
+        tmp = self._made.copy()
+        # the scratch mounts first: the view may live below them (a venv in /tmp, /home/USER)
+        cmd += [*self._scratch_mounts(), *self._view, *self._binds(cell, extra_binds)]
+        self._made = tmp  # the parents under /tmp and /run are made anew in every cell
+        cmd += ["--chdir", self.config.workspace, "--", *self._drop_args()]
+        return [*cmd, *argv]
+
+    def _namespace_args(self) -> list[str]:
+        args = [
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -301,10 +311,10 @@ class BwrapJail(Jail):
             "coderunner",
         ]
         if self.drop_to is None:  # a user: a user namespace of its own, uid 1000 in it
-            cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
+            args += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
         else:  # root: only what setting up over the code's files and dropping to its uid need;
             # all gone with the drop (a uid change clears them; no-new-privs keeps them gone)
-            cmd += [
+            args += [
                 "--cap-drop",
                 "ALL",
                 "--cap-add",
@@ -314,9 +324,11 @@ class BwrapJail(Jail):
                 "--cap-add",
                 "CAP_DAC_OVERRIDE",
             ]
-        tmp = self._made.copy()
-        # the scratch mounts first: the view may live below them (a venv in /tmp, /home/USER)
-        cmd += [
+        return args
+
+    def _scratch_mounts(self) -> list[str]:
+        size = str(self.config.tmp_size)
+        return [
             "--proc",
             "/proc",
             "--dev",
@@ -324,48 +336,53 @@ class BwrapJail(Jail):
             "--perms",
             "01777",
             "--size",
-            str(c.tmp_size),
+            size,
             "--tmpfs",
             "/tmp",
             "--perms",
             "01777",
             "--size",
-            str(c.tmp_size),
+            size,
             "--tmpfs",
             "/dev/shm",
             "--tmpfs",
             "/run",
             "--dir",
             "/home",
-            *self._view,
         ]
+
+    def _binds(self, cell: Cell, extra_binds: tuple[str, ...]) -> list[str]:
+        """The workspace, the cell's dir, the base home and the shares, each with its parents."""
+        c = self.config
+        args: list[str] = []
         for path in (c.workspace, cell.dir):
-            cmd += [*self._parents(path), "--bind", path, path]
+            args += [*self._parents(path), "--bind", path, path]
         if c.base_home and os.path.isdir(c.base_home):
-            cmd += [*self._parents(c.base_home), "--ro-bind", c.base_home, c.base_home]
+            args += [*self._parents(c.base_home), "--ro-bind", c.base_home, c.base_home]
         for path in c.shares:
             if os.path.lexists(path):
-                cmd += [*self._parents(path), "--bind", path, path]
+                args += [*self._parents(path), "--bind", path, path]
         for path in [*c.shares_ro, *extra_binds]:
             if os.path.lexists(path):
-                cmd += [*self._parents(path), "--ro-bind", path, path]
-        self._made = tmp  # the parents under /tmp and /run are made anew in every cell
-        cmd += ["--chdir", c.workspace, "--"]
-        if self.drop_to is not None:
-            uid, gid = self.drop_to
-            if self.setpriv:
-                cmd += [
-                    self.setpriv,
-                    f"--reuid={uid}",
-                    f"--regid={gid}",
-                    "--clear-groups",
-                    "--no-new-privs",
-                    "--inh-caps=-all",
-                    "--",
-                ]
-            else:
-                cmd += [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
-        return [*cmd, *argv]
+                args += [*self._parents(path), "--ro-bind", path, path]
+        return args
+
+    def _drop_args(self) -> list[str]:
+        """As root: the command that drops to the code's uid before running the program."""
+        if self.drop_to is None:
+            return []
+        uid, gid = self.drop_to
+        if self.setpriv:
+            return [
+                self.setpriv,
+                f"--reuid={uid}",
+                f"--regid={gid}",
+                "--clear-groups",
+                "--no-new-privs",
+                "--inh-caps=-all",
+                "--",
+            ]
+        return [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
 
     def env(self, cell: Cell, env: dict[str, str]) -> dict[str, str]:
         return {**env, "HOME": cell.home, "TMPDIR": "/tmp"}
