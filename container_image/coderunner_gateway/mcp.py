@@ -120,21 +120,57 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
         **options,
     )
     server._mcp_server.version = __version__  # serverInfo.version: ours, not the SDK's
+    # registered in this order: it is the order clients list them in
+    _code_tools(server, gw)
+    _browser_tools(server, gw)
+    _skill_tools(server, gw)
+    _file_tools(server, gw)
+    return server
 
-    async def client_session(ctx: Context) -> Session:
-        owned = ctx.request_context.lifespan_context
-        if not isinstance(owned, Owned):  # not under mcp_session (cannot happen with the SDK's transport)
-            owned = Owned()
-        sid = owned.sid
-        if sid is not None and sid in gw.sessions.sessions:
-            return gw.sessions.sessions[sid]
-        session = await gw.sessions.create(None, "python")
-        owned.sid = session.id
-        return session
 
-    def fail(exc: ApiError) -> ToolError:
-        return ToolError(exc.message)
+async def _client_session(gw: Gateway, ctx: Context) -> Session:
+    """The coderunner session of the MCP session ``ctx`` is in: made on its first use."""
+    owned = ctx.request_context.lifespan_context
+    if not isinstance(owned, Owned):  # not under mcp_session (cannot happen with the SDK's transport)
+        owned = Owned()
+    sid = owned.sid
+    if sid is not None and sid in gw.sessions.sessions:
+        return gw.sessions.sessions[sid]
+    session = await gw.sessions.create(None, "python")
+    owned.sid = session.id
+    return session
 
+
+def _fail(exc: ApiError) -> ToolError:
+    return ToolError(exc.message)
+
+
+def _execution_content(result: dict[str, Any]) -> list[Any]:
+    """An aggregated execution as MCP content (text, then images); a failure raises a tool error."""
+    parts: list[Any] = []
+    text = []
+    if result["stdout"]:
+        text.append(result["stdout"])
+    if result["stderr"]:
+        text.append(f"[stderr]\n{result['stderr']}")
+    images = []
+    for out in result["outputs"]:
+        data = out["data"]
+        if "image/png" in data:
+            images.append(Image(data=base64.b64decode(data["image/png"]), format="png"))
+        elif "text/plain" in data:
+            text.append(data["text/plain"])
+    if result.get("message"):
+        text.append(f"[{result['status']}] {result['message']}")
+    if result["status"] != "ok":
+        err = result["error"]
+        detail = "\n".join(err["traceback"]) if err else f"exit code {result['exit_code']}"
+        raise ToolError("\n".join([*text, detail]).strip())
+    parts.append("\n".join(text) if text else "[no output]")
+    return [*parts, *images]
+
+
+def _code_tools(server: FastMCP, gw: Gateway) -> None:
     @server.tool(structured_output=False)  # text and image content, not a JSON document
     async def execute_python_code(command: str, ctx: Context) -> list[Any]:
         """Run Python code in this conversation's persistent Jupyter kernel (variables, imports and files
@@ -142,49 +178,32 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
         (call plt.show()) as images."""
         if not command.strip():
             raise ToolError("command is empty: send the code to run")
-        session = await client_session(ctx)
+        session = await _client_session(gw, ctx)
         sink = _ProgressSink(gw.settings.max_output_bytes, ctx)
         req = ExecuteRequest(code=command, timeout=gw.settings.default_timeout, session=session)
         await gw.run(sink, req, output_limit=sink.max_bytes)
-        result = sink.result()
-        parts: list[Any] = []
-        text = []
-        if result["stdout"]:
-            text.append(result["stdout"])
-        if result["stderr"]:
-            text.append(f"[stderr]\n{result['stderr']}")
-        images = []
-        for out in result["outputs"]:
-            data = out["data"]
-            if "image/png" in data:
-                images.append(Image(data=base64.b64decode(data["image/png"]), format="png"))
-            elif "text/plain" in data:
-                text.append(data["text/plain"])
-        if result.get("message"):
-            text.append(f"[{result['status']}] {result['message']}")
-        if result["status"] != "ok":
-            err = result["error"]
-            detail = "\n".join(err["traceback"]) if err else f"exit code {result['exit_code']}"
-            raise ToolError("\n".join([*text, detail]).strip())
-        parts.append("\n".join(text) if text else "[no output]")
-        return [*parts, *images]
+        return _execution_content(sink.result())
 
     @server.tool()
     async def reset_session(ctx: Context) -> str:
         """Forget all state: this conversation's kernel is restarted."""
-        session = await client_session(ctx)
+        session = await _client_session(gw, ctx)
         await gw.sessions.restart(session.id)
         return "the session was reset: all variables and imports are gone"
 
+
+def _browser_tools(server: FastMCP, gw: Gateway) -> None:
     @server.tool()
     async def navigate_and_get_all_visible_text(url: str) -> str:
         """Open an http(s) URL in the sandbox's headless Chromium and return the page's visible text."""
         try:
             page = await gw.browser.navigate(check_url(url))
         except ApiError as exc:
-            raise fail(exc) from exc
+            raise _fail(exc) from exc
         return f"# {page['title']}\n{page['url']}\n\n{page['content']}"
 
+
+def _skill_tools(server: FastMCP, gw: Gateway) -> None:
     @server.tool()
     async def list_skills() -> str:
         """The skills available: name and description of each."""
@@ -198,7 +217,7 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
             skill = await asyncio.to_thread(gw.skills.get, skill_name)
             return json.dumps(await asyncio.to_thread(skill.detail), indent=2)
         except ApiError as exc:
-            raise fail(exc) from exc
+            raise _fail(exc) from exc
 
     @server.tool()
     async def get_skill_file(skill_name: str, filename: str) -> str:
@@ -206,18 +225,20 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
         try:
             path = await asyncio.to_thread(gw.skills.file, skill_name, filename)
         except ApiError as exc:
-            raise fail(exc) from exc
+            raise _fail(exc) from exc
         if (size := path.stat().st_size) > MAX_READ_BYTES:
             raise _too_large(filename, size)
         return await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
 
+
+def _file_tools(server: FastMCP, gw: Gateway) -> None:
     @server.tool()
     async def read_file(path: str) -> str:
         """Read a text file from the sandbox's workspace (a path relative to it)."""
         try:
             target = files.resolve(gw.settings.workspace, path)
         except ApiError as exc:
-            raise fail(exc) from exc
+            raise _fail(exc) from exc
         if not target.is_file():
             raise ToolError(f"no file {path!r} in the workspace")
         data = await asyncio.to_thread(_read_at_most, target, MAX_READ_BYTES)
@@ -233,7 +254,5 @@ def build(gw: Gateway, *, idle_timeout: float = 600.0) -> FastMCP:
             own = files.owner(gw.settings.workspace)
             size = await asyncio.to_thread(files.write, target, content.encode(), own)
         except ApiError as exc:
-            raise fail(exc) from exc
+            raise _fail(exc) from exc
         return f"wrote {size} bytes to {path}"
-
-    return server
