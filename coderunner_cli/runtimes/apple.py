@@ -22,6 +22,9 @@ sandbox's keys as ``--env NAME`` (values only in the environment of ``container
 run``, never in argv or in a mounted file); it runs every script and kernel as
 the Mac user's uid (``--isolation setid --code-uid``), so code can write the
 workspace and read mounted credentials, and what it writes stays the user's.
+
+One module over ~300 lines on purpose: the runtime and its parsers of ``container``'s outputs follow
+the version table above, and are read and updated together when a new ``container`` release changes one.
 """
 
 from __future__ import annotations

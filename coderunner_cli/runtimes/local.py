@@ -21,6 +21,10 @@ Run as root, bwrap would map the sandbox's uid to host root (a setuid file
 left in the workspace would be setuid root on the host): then the outer
 sandbox is set up as root and the gateway dropped to an unprivileged uid
 (``$SUDO_UID``, else ``nobody``) before it starts.
+
+The bwrap options of the sandbox's view are _bwrap.py's; this module is the runtime that starts,
+supervises, stops and enters that sandbox, kept whole over ~300 lines because its /proc and pid-file
+helpers serve only those methods.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import RuntimeUnavailable, SandboxNotRunning, UsageError
-from . import _proc
+from . import _bwrap, _proc
 from ._argv import Command
 from .base import (
     GATEWAY_DIR,
@@ -51,7 +55,6 @@ from .base import (
 )
 
 SUPERVISOR = "coderunner-sandbox"  # $0 of the parent shell: how `ps` and we recognise it
-HOST_PROC = f"{GATEWAY_DIR}/hostproc"  # a procfs the gateway's cells may mount a fresh /proc beside
 TOKEN_FD, ENV_FD = 3, 4
 # The supervisor: opens the token and environment files for bwrap to pass on, then waits for it
 SUPERVISE = 'exec 3<"$1" 4<"$2"; shift 2; bwrap_="$1"; shift; "$bwrap_" "$@"; exit $?'
@@ -60,52 +63,7 @@ DROP = (
     "import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setgid(g); os.setuid(u); "
     "os.execv(sys.argv[3], sys.argv[3:])"
 )
-TMPFS_BYTES = 1 << 30  # each of the outer sandbox's /tmp, /home, /run (tmpfs in host RAM)
 MAX_PROCESSES = 1024  # processes the sandbox may add to its uid's (RLIMIT_NPROC; no cgroups)
-# Where the gateway's Python and packages live (run by that Python); see _python_dirs
-PYTHON_DIRS = r"""
-import importlib.util, json, os, sys
-want = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-for name in ("coderunner_gateway", "ipykernel", "jupyter_client", "IPython"):
-    spec = importlib.util.find_spec(name)
-    if spec is not None and spec.origin:
-        want.add(os.path.dirname(os.path.dirname(spec.origin)))
-want |= {p for p in sys.path if os.path.isabs(p) and os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")}
-homes = {os.path.realpath(os.path.expanduser("~")), os.path.realpath(os.getcwd()), "/", "/home", "/root", "/tmp"}
-keep = []
-for p in sorted({os.path.realpath(w) for w in want if w and os.path.isabs(w) and os.path.isdir(w)}):
-    if p not in homes and not any(p == k or p.startswith(k + "/") for k in keep):
-        keep.append(p)
-print(json.dumps(keep))
-"""
-ETC_FILES = (
-    "resolv.conf",
-    "hosts",
-    "nsswitch.conf",
-    "passwd",
-    "group",
-    "localtime",
-    "ssl/certs",
-    "ssl/openssl.cnf",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "fonts",
-    "mime.types",
-    "os-release",
-    "gai.conf",
-    "host.conf",
-    "protocols",
-    "services",
-    "matplotlibrc",
-    "chromium",
-    "chromium.d",
-    "pki",
-    "crypto-policies",
-)
 
 
 class LocalRuntime:
@@ -213,11 +171,11 @@ class LocalRuntime:
         """bwrap's command line for the outer sandbox, ending with the gateway's."""
         owner = gateway_owner()
         cmd = Command([self.bwrap])
-        _namespaces(cmd, owner, spec.network)
-        above = _DirsAbove()
-        _system_view(cmd, above)
-        _scratch(cmd)
-        for path in self._python_dirs():
+        _bwrap.namespaces(cmd, owner, spec.network)
+        above = _bwrap.DirsAbove()
+        _bwrap.system_view(cmd, above)
+        _bwrap.scratch(cmd)
+        for path in _bwrap.python_dirs(self.python):
             cmd += [*above(path), "--ro-bind", path, path]
         cmd += ["--bind", str(spec.workspace or self.workspace), SANDBOX_WORKSPACE, "--bind", str(run_dir), RUN_DIR]
         if spec.skills_dir is not None:
@@ -256,12 +214,6 @@ class LocalRuntime:
         if owner is None:
             return gateway
         return [self.python, "-S", "-c", DROP, str(owner[0]), str(owner[1]), *gateway]
-
-    def _python_dirs(self) -> list[str]:
-        """The gateway's Python, its packages and (editable) source: never an empty or relative
-        ``sys.path`` entry, the current directory, or a home above them (``PYTHONPATH=:``)."""
-        probe = _proc.run([self.python, "-c", PYTHON_DIRS], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-        return [p for p in json.loads(probe.stdout) if not p.startswith(("/usr/", "/etc/")) and p != "/usr"]
 
     def resume(self, name: str) -> str:
         raise SandboxNotRunning("the local sandbox is not running")  # `up` creates it again
@@ -316,7 +268,7 @@ class LocalRuntime:
         if self.status(name).state != "running":
             raise SandboxNotRunning()
         saved = json.loads(_argv_file(self.state_dir, name).read_text())
-        options = _without_gateway_mounts(saved[: saved.index("--")])
+        options = _bwrap.without_gateway_mounts(saved[: saved.index("--")])
         env_file = self.env_file
         if env_file.exists():
             options += ["--ro-bind", str(env_file), f"{GATEWAY_DIR}/sandbox.env"]
@@ -346,81 +298,6 @@ class LocalRuntime:
             env={"PATH": os.environ.get("PATH") or "/usr/bin:/bin", "TERM": os.environ.get("TERM", "xterm")},
             pty=True,
         )
-
-
-def _namespaces(cmd: Command, owner: tuple[int, int] | None, network: bool) -> None:
-    """Who the sandbox runs as and what it shares with the host."""
-    for flag in ("--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"):
-        cmd.add_flag(flag, True)
-    cmd.add_flag("--unshare-cgroup-try", True)
-    cmd.add_simple_arg("--hostname", "coderunner")
-    cmd.add_flag("--clearenv", True)
-    if owner is None:  # a user: its own user namespace, where it is uid 1000 without capabilities
-        cmd += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL"]
-    else:  # root: set up as root, keep only what dropping to the gateway's uid needs
-        cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    cmd.add_flag("--unshare-net", not network)
-
-
-class _DirsAbove:
-    """``--dir`` for the dirs above a path, traversable: bwrap makes them 0700, which
-    as root (the gateway then runs as another uid) would lock the gateway out. Each once."""
-
-    def __init__(self) -> None:
-        self.made: set[str] = set()
-
-    def __call__(self, path: str) -> list[str]:
-        out: list[str] = []
-        for parent in reversed(Path(path).parents[:-1]):
-            p = str(parent)
-            if (
-                p not in self.made
-                and p not in ("/usr", "/tmp", "/home", "/run", "/proc", "/dev")
-                and not p.startswith(("/usr/", "/proc/", "/dev/"))
-            ):
-                self.made.add(p)
-                out += ["--perms", "0755", "--dir", p]
-        return out
-
-
-def _system_view(cmd: Command, above: _DirsAbove) -> None:
-    """/usr and its links, and the few /etc files programs need, read-only."""
-    cmd += ["--ro-bind", "/usr", "/usr"]
-    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / top
-        if path.is_symlink():
-            cmd += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            cmd += ["--ro-bind", str(path), str(path)]
-    for name in ETC_FILES:
-        if os.path.lexists(f"/etc/{name}"):
-            cmd += [*above(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-
-
-def _scratch(cmd: Command) -> None:
-    """A fresh /proc and /dev, sized tmpfs for /tmp, /home and /run, the gateway's dir and the host's procfs."""
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
-    cmd += ["--perms", "01777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
-    cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", "/home", "--perms", "01777", "--dir", SANDBOX_HOME]
-    cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", "/run", "--dir", GATEWAY_DIR]
-    cmd += ["--bind", "/proc", HOST_PROC]
-
-
-def _without_gateway_mounts(options: list[str]) -> list[str]:
-    """The sandbox's bwrap options minus what only the gateway may see."""
-    out: list[str] = []
-    i = 0
-    while i < len(options):
-        if (
-            options[i] in ("--bind", "--ro-bind")
-            and i + 2 < len(options) + 1
-            and options[i + 2] in (RUN_DIR, HOST_PROC)
-        ):
-            i += 3
-            continue
-        out.append(options[i])
-        i += 1
-    return out
 
 
 def _processes_of(uid: int) -> int:
