@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,14 +23,13 @@ from typing import Any
 
 from . import programs
 from .errors import process_limit
-from .events import Sink, Utf8Chunks
+from .events import Sink
 from .jail import Cell, write_cell_file
 from .outcome import Outcome
 from .request import ExecuteRequest
+from .script_io import ExitProtocol, feed, pump, pump_channel
 from .settings import Settings
 from .validation import MAX_ARG_BYTES
-
-TAG_STDOUT, TAG_STDERR, TAG_ERROR, TAG_EXIT, TAG_DISPLAY = 1, 2, 3, 4, 5
 
 BOOTSTRAP = programs.load("script_bootstrap.py")
 # A warm interpreter: started ahead in a cell of its own, it waits for one script's
@@ -68,6 +66,11 @@ def _safe_name(filename: str | None, language: str) -> str:
         return default
     name = os.path.basename(filename)
     return name if name not in ("", ".", "..") else default
+
+
+def _bootstrap_args(req: ExecuteRequest, path: str, shown: str) -> list[str]:
+    """The bootstrap's arguments after its channel's fd: the script, its name, its folder, argv."""
+    return [path, shown, req.cwd or "", shown if req.filename else "-c", *req.argv]
 
 
 class ScriptRunner:
@@ -152,7 +155,7 @@ class ScriptRunner:
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.subprocess_exec(
-                lambda: _Protocol(limit=1 << 16, loop=loop),
+                lambda: ExitProtocol(limit=1 << 16, loop=loop),
                 *jail.command(cell, cmd),
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -171,7 +174,7 @@ class ScriptRunner:
         return proc, protocol.exited
 
     async def run(self, req: ExecuteRequest, sink: Sink) -> Outcome:
-        language, argv, stdin, env, filename, cwd = req.language, req.argv, req.stdin, req.env, req.filename, req.cwd
+        language, stdin, env, filename, cwd = req.language, req.stdin, req.env, req.filename, req.cwd
         jail = self.settings.jail
         warm = self._take_warm(env) if language == "python" else None
         cell = warm.cell if warm is not None else jail.open_cell("run")
@@ -194,47 +197,15 @@ class ScriptRunner:
             if warm is not None:
                 chan_r = warm.chan_r
                 proc, exited = warm.proc, warm.exited
-                import marshal
-
-                message = marshal.dumps(
-                    {
-                        "env": jail.env(cell, self.settings.child_env(env)),
-                        "argv": [str(warm.chan_fd), path, shown, cwd or "", shown if filename else "-c", *argv],
-                    }
-                )
-                with contextlib.suppress(BrokenPipeError):
-                    os.write(warm.ctl_w, len(message).to_bytes(4, "big") + message)  # fits a pipe's buffer
-                os.close(warm.ctl_w)
-                if stdin is None:
-                    proc.stdin.close()
+                self._hand_over(warm, req, path, shown)
             elif language == "python":
                 chan_r, chan_w = os.pipe()
-                cmd = [
-                    self.settings.python,
-                    "-u",
-                    "-c",
-                    BOOTSTRAP,
-                    str(chan_w),
-                    path,
-                    shown,
-                    cwd or "",
-                    shown if filename else "-c",
-                    *argv,
-                ]
+                cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), *_bootstrap_args(req, path, shown)]
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=(chan_w,))
                 os.close(chan_w)
                 chan_w = -1
             else:
-                cmd = [self.settings.bash, *_bash_script(req.code, path, shown if filename else "bash"), *argv]
-                if cwd:  # the cell starts in the workspace: bash moves on to the folder, then runs the script
-                    cmd = [
-                        self.settings.bash,
-                        "-c",
-                        'cd -- "$1" || exit 1; shift; exec "$0" "$@"',
-                        cmd[0],
-                        cwd,
-                        *cmd[1:],
-                    ]
+                cmd = self._bash_command(req, path, shown)
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=())
             self.running[proc.pid] = cell
             try:
@@ -253,18 +224,47 @@ class ScriptRunner:
                     os.close(fd)
             jail.close_cell(cell)
 
+    def _hand_over(self, warm: _Warm, req: ExecuteRequest, path: str, shown: str) -> None:
+        """Send a warm interpreter its script's argv and environment, and close its control pipe."""
+        import marshal
+
+        message = marshal.dumps(
+            {
+                "env": self.settings.jail.env(warm.cell, self.settings.child_env(req.env)),
+                "argv": [str(warm.chan_fd), *_bootstrap_args(req, path, shown)],
+            }
+        )
+        with contextlib.suppress(BrokenPipeError):
+            os.write(warm.ctl_w, len(message).to_bytes(4, "big") + message)  # fits a pipe's buffer
+        os.close(warm.ctl_w)
+        if req.stdin is None:
+            warm.proc.stdin.close()
+
+    def _bash_command(self, req: ExecuteRequest, path: str, shown: str) -> list[str]:
+        cmd = [self.settings.bash, *_bash_script(req.code, path, shown if req.filename else "bash"), *req.argv]
+        if req.cwd:  # the cell starts in the workspace: bash moves on to the folder, then runs the script
+            cmd = [
+                self.settings.bash,
+                "-c",
+                'cd -- "$1" || exit 1; shift; exec "$0" "$@"',
+                cmd[0],
+                req.cwd,
+                *cmd[1:],
+            ]
+        return cmd
+
     async def _supervise(
         self, proc, exited: asyncio.Event, sink: Sink, chan_r: int, stdin: bytes | None, timeout: float | None, cell
     ) -> Outcome:
         errors: list[dict[str, Any]] = []
         exits: list[int] = []
         readers = [
-            asyncio.create_task(_pump(proc.stdout, "stdout", sink)),
-            asyncio.create_task(_pump(proc.stderr, "stderr", sink)),
+            asyncio.create_task(pump(proc.stdout, "stdout", sink)),
+            asyncio.create_task(pump(proc.stderr, "stderr", sink)),
         ]
         if chan_r >= 0:
-            readers.append(asyncio.create_task(_pump_channel(chan_r, sink, errors, exits)))
-        feeder = asyncio.create_task(_feed(proc, stdin)) if stdin is not None else None
+            readers.append(asyncio.create_task(pump_channel(chan_r, sink, errors, exits)))
+        feeder = asyncio.create_task(feed(proc, stdin)) if stdin is not None else None
         jail = self.settings.jail
         try:
             try:
@@ -296,89 +296,3 @@ class ScriptRunner:
             if errors[-1].get("ename") == "KeyboardInterrupt":
                 outcome.status = "interrupted"
         return outcome
-
-
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Knows when the process exits: ``Process.wait()`` also waits for every
-    pipe to close, which a background grandchild can hold open for ever."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
-
-
-async def _feed(proc, data: bytes) -> None:
-    try:
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            proc.stdin.close()
-
-
-async def _pump(reader: asyncio.StreamReader, name: str, sink: Sink) -> None:
-    chunks = Utf8Chunks()
-    while chunk := await reader.read(65536):
-        if fields := chunks.feed(chunk):
-            await sink.emit({"type": name, **fields})
-    if fields := chunks.feed(b"", final=True):
-        await sink.emit({"type": name, **fields})
-
-
-async def _pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits: list[int]) -> None:
-    """Read tagged records; merge runs of one stream that arrive together."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    decoders = {TAG_STDOUT: Utf8Chunks(), TAG_STDERR: Utf8Chunks()}
-    names = {TAG_STDOUT: "stdout", TAG_STDERR: "stderr"}
-    buf = bytearray()
-    try:
-        while chunk := await reader.read(1 << 16):
-            buf += chunk
-            runs: list[tuple[int, bytearray]] = []
-            pos = 0
-            while len(buf) - pos >= 5:
-                size = int.from_bytes(buf[pos + 1 : pos + 5], "big")
-                if len(buf) - pos - 5 < size:
-                    break
-                tag, data = buf[pos], buf[pos + 5 : pos + 5 + size]
-                pos += 5 + size
-                if runs and runs[-1][0] == tag and tag in decoders:
-                    runs[-1][1].extend(data)
-                else:
-                    runs.append((tag, bytearray(data)))
-            del buf[:pos]
-            for tag, data in runs:
-                if tag == TAG_ERROR:
-                    with contextlib.suppress(ValueError):
-                        errors.append(json.loads(data))
-                elif tag == TAG_EXIT:
-                    with contextlib.suppress(ValueError):
-                        exits.append(int(data))
-                elif tag == TAG_DISPLAY:
-                    with contextlib.suppress(ValueError):
-                        shown = json.loads(data)
-                        if isinstance(shown, dict) and isinstance(shown.get("data"), dict):
-                            await sink.emit(
-                                {
-                                    "type": "display",
-                                    "data": shown["data"],
-                                    **({"metadata": shown["metadata"]} if shown.get("metadata") else {}),
-                                }
-                            )
-                elif tag in decoders and (fields := decoders[tag].feed(bytes(data))):
-                    await sink.emit({"type": names[tag], **fields})
-        for tag, chunks in decoders.items():
-            if fields := chunks.feed(b"", final=True):
-                await sink.emit({"type": names[tag], **fields})
-    finally:
-        transport.close()
