@@ -92,20 +92,6 @@ def read_env_file(path: str) -> dict[str, str]:
     import re
 
     line_re = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*?)[ \t]*")
-    escapes = {
-        "\\": "\\",
-        '"': '"',
-        "n": "\n",
-        "r": "\r",
-        "t": "\t",
-        "a": "\a",
-        "b": "\b",
-        "f": "\f",
-        "v": "\v",
-        "$": "$",
-        "`": "`",
-        "'": "'",
-    }
     env: dict[str, str] = {}
     with open(path, encoding="utf-8", newline="") as f:
         text = f.read()
@@ -121,19 +107,40 @@ def read_env_file(path: str) -> dict[str, str]:
         if "\0" in value:
             raise ValueError(f"{where}: a NUL character cannot be in a value")
         if value[:1] in ("'", '"'):
-            quote, out, i = value[0], [], 1
-            while i < len(value) and value[i] != quote:
-                if quote == '"' and value[i] == "\\" and i + 1 < len(value):
-                    out.append(escapes.get(value[i + 1], value[i : i + 2]))
-                    i += 2
-                else:
-                    out.append(value[i])
-                    i += 1
-            if i >= len(value):
-                raise ValueError(f"{where}: the {quote} quote is not closed")
-            rest = value[i + 1 :].lstrip(" \t")
-            if rest and not rest.startswith("#"):
-                raise ValueError(f"{where}: only a # comment may follow a quoted value")
-            value = "".join(out)
+            value = _unquote(value, where)
         env[key] = value
     return env
+
+
+_ESCAPES = {
+    "\\": "\\",
+    '"': '"',
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "$": "$",
+    "`": "`",
+    "'": "'",
+}
+
+
+def _unquote(value: str, where: str) -> str:
+    """A quoted VALUE of :func:`read_env_file`: ``'...'`` as it is, ``"..."`` with its escapes."""
+    quote, out, i = value[0], [], 1
+    while i < len(value) and value[i] != quote:
+        if quote == '"' and value[i] == "\\" and i + 1 < len(value):
+            out.append(_ESCAPES.get(value[i + 1], value[i : i + 2]))
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    if i >= len(value):
+        raise ValueError(f"{where}: the {quote} quote is not closed")
+    rest = value[i + 1 :].lstrip(" \t")
+    if rest and not rest.startswith("#"):
+        raise ValueError(f"{where}: only a # comment may follow a quoted value")
+    return "".join(out)
