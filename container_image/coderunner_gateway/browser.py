@@ -10,6 +10,9 @@ page returns is cut at :data:`MAX_CONTENT_CHARS`. A page that crashes its
 renderer answers 502 ``page_crashed``; the browser stays usable.
 Text and markdown are computed in the page, after its scripts ran, so
 JS-rendered content is included and scripts and styles are not.
+
+Over ~300 lines because the browser's lifecycle, its pages and the guards on what a page
+may cost (size, renderer memory, crashes turned into API errors) all act on the one Chromium.
 """
 
 from __future__ import annotations
@@ -155,15 +158,7 @@ class Browser:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-        for attempt in (0, 1):
-            try:
-                page = await self._page(session_id)
-                await page.set_viewport_size(viewport or DEFAULT_VIEWPORT)
-                break
-            except PlaywrightError:
-                if attempt:
-                    raise
-                self._browser = None  # crashed between requests: relaunch once
+        page = await self._sized_page(session_id, viewport)
         too_large: list[int] = []
         refused = asyncio.Event()
 
@@ -207,6 +202,21 @@ class Browser:
         finally:
             page.remove_listener("response", on_response)
         return page, response
+
+    async def _sized_page(self, session_id: str | None, viewport: dict[str, int] | None) -> Any:
+        """A page of the session's context at ``viewport``; the browser relaunched once if it crashed."""
+        from playwright.async_api import Error as PlaywrightError
+
+        for attempt in (0, 1):
+            try:
+                page = await self._page(session_id)
+                await page.set_viewport_size(viewport or DEFAULT_VIEWPORT)
+                return page
+            except PlaywrightError:
+                if attempt:
+                    raise
+                self._browser = None  # crashed between requests: relaunch once
+        raise AssertionError("unreachable")
 
     async def _page(self, session_id: str | None) -> Any:
         idle = self._idle.get(session_id or "")
