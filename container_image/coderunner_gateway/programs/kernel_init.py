@@ -1,4 +1,9 @@
 def _coderunner_init():
+    """Set up a new kernel's output: no colours or output history, the output cap per execution,
+    and the counts of what was sent in every reply's metadata.
+
+    Runs in the user's kernel: one function, called then deleted, so it leaves no names in
+    the user's namespace; hence its length (over ~50 lines)."""
     import contextlib
     import sys
     import warnings

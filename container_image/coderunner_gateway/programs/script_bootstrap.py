@@ -1,4 +1,9 @@
 def _coderunner_boot():
+    """Run the user's script with stdout/stderr on one tagged channel, and report an uncaught
+    exception and the exit code on it.
+
+    Runs in the user's interpreter before the script: one function so it leaves no names in the
+    script's namespace; hence its length (over ~50 lines)."""
     import _thread
     import io
     import os
