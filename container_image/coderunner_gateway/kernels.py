@@ -41,42 +41,10 @@ class PythonKernel:
 
     @classmethod
     async def start(cls, settings: Settings) -> PythonKernel:
-        import zmq.asyncio
-        from jupyter_client import AsyncKernelManager
-        from jupyter_client.provisioning import LocalProvisioner
-
         jail = settings.jail
         cell = jail.open_cell("kernel")
         try:
-            # one ZeroMQ context (one I/O thread, started with the first kernel) for every kernel and
-            # client: a context of their own each would start a thread per kernel, and ZeroMQ aborts
-            # the whole gateway when it cannot (the sandbox's process limit reached)
-            km = AsyncKernelManager(
-                context=zmq.asyncio.Context.instance(),
-                kernel_name="python3",
-                transport="ipc",
-                ip=cell.path("k"),
-                connection_file=cell.path("kernel.json"),
-            )
-            # the kernel runs our Python, whatever kernelspecs the machine has, inside its cell;
-            # it interrupts itself on a control message (a signal would reach only the cell's bwrap)
-            spec = km.kernel_spec
-            if spec is None:
-                raise RuntimeError("no python3 kernelspec: the gateway's Python needs ipykernel")
-            spec.argv = jail.command(cell, [settings.python, *spec.argv[1:]])
-            spec.interrupt_mode = "message"
-            km.write_connection_file()
-            os.chmod(km.connection_file, 0o640)  # the cell's group (setid) reads it; nobody else
-            jail.give(cell, km.connection_file)
-            # independent: no parent-pid poller (the gateway's pid means nothing in the cell's
-            # PID namespace); the cell dies with the gateway instead
-            await km.start_kernel(
-                cwd=settings.workspace,
-                env=jail.env(cell, settings.child_env(kernel=True)),
-                independent=True,
-                **jail.popen_kwargs(cell),
-            )
-            cell.pid = km.provisioner.pid if isinstance(km.provisioner, LocalProvisioner) else None
+            km = await cls._launch(settings, cell)
         except BaseException:
             jail.close_cell(cell)
             raise
@@ -93,6 +61,45 @@ class PythonKernel:
             jail.close_cell(cell)
             raise
         return kernel
+
+    @staticmethod
+    async def _launch(settings: Settings, cell: Any) -> Any:
+        """Start the kernel process in ``cell``; its (async) kernel manager."""
+        import zmq.asyncio
+        from jupyter_client import AsyncKernelManager
+        from jupyter_client.provisioning import LocalProvisioner
+
+        jail = settings.jail
+        # one ZeroMQ context (one I/O thread, started with the first kernel) for every kernel and
+        # client: a context of their own each would start a thread per kernel, and ZeroMQ aborts
+        # the whole gateway when it cannot (the sandbox's process limit reached)
+        km = AsyncKernelManager(
+            context=zmq.asyncio.Context.instance(),
+            kernel_name="python3",
+            transport="ipc",
+            ip=cell.path("k"),
+            connection_file=cell.path("kernel.json"),
+        )
+        # the kernel runs our Python, whatever kernelspecs the machine has, inside its cell;
+        # it interrupts itself on a control message (a signal would reach only the cell's bwrap)
+        spec = km.kernel_spec
+        if spec is None:
+            raise RuntimeError("no python3 kernelspec: the gateway's Python needs ipykernel")
+        spec.argv = jail.command(cell, [settings.python, *spec.argv[1:]])
+        spec.interrupt_mode = "message"
+        km.write_connection_file()
+        os.chmod(km.connection_file, 0o640)  # the cell's group (setid) reads it; nobody else
+        jail.give(cell, km.connection_file)
+        # independent: no parent-pid poller (the gateway's pid means nothing in the cell's
+        # PID namespace); the cell dies with the gateway instead
+        await km.start_kernel(
+            cwd=settings.workspace,
+            env=jail.env(cell, settings.child_env(kernel=True)),
+            independent=True,
+            **jail.popen_kwargs(cell),
+        )
+        cell.pid = km.provisioner.pid if isinstance(km.provisioner, LocalProvisioner) else None
+        return km
 
     async def _run_silent(self, code: str) -> None:
         msg_id = self.kc.execute(code, silent=True, store_history=False)

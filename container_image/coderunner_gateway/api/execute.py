@@ -55,25 +55,8 @@ def parse_execute(
             raise BadRequest(
                 f"filename {filename[:80]!r}: with a cwd, a path relative to it, without '..'", code="invalid_field"
             )
-    if (
-        sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
-        > MAX_ARGV_ENV_BYTES
-    ):
-        raise BadRequest(
-            f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin or in a file",
-            code="invalid_field",
-        )
-    session = None
-    if sid is not None:
-        only_scripts = [k for k in SCRIPT_ONLY_FIELDS if data.get(k) not in (None, [], {})]
-        if only_scripts:
-            raise BadRequest(
-                f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
-                code="invalid_field",
-            )
-        session = sessions.get(sid)
-        if "language" in data and session.language != language:
-            raise BadRequest(f"session {sid!r} runs {session.language}, not {language}", code="language_mismatch")
+    _check_argv_env(argv, env)
+    session = None if sid is None else _session(data, sid, language, sessions)
     return ExecuteRequest(
         code=code,
         language=language,
@@ -85,6 +68,29 @@ def parse_execute(
         filename=filename,
         cwd=cwd,
     )
+
+
+def _check_argv_env(argv: list[str], env: dict[str, str]) -> None:
+    size = sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    if size > MAX_ARGV_ENV_BYTES:
+        raise BadRequest(
+            f"argv and env together are over {MAX_ARGV_ENV_BYTES} bytes: send data as stdin or in a file",
+            code="invalid_field",
+        )
+
+
+def _session(data: dict[str, Any], sid: str, language: str, sessions: SessionManager) -> Any:
+    """The session ``sid`` names (404 if none), refusing fields only scripts take."""
+    only_scripts = [k for k in SCRIPT_ONLY_FIELDS if data.get(k) not in (None, [], {})]
+    if only_scripts:
+        raise BadRequest(
+            f"{', '.join(only_scripts)} only apply to scripts (requests without session_id)",
+            code="invalid_field",
+        )
+    session = sessions.get(sid)
+    if "language" in data and session.language != language:
+        raise BadRequest(f"session {sid!r} runs {session.language}, not {language}", code="language_mismatch")
+    return session
 
 
 def _cwd(workspace: str, rel: str) -> str:
