@@ -18,6 +18,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing is not imported on the way to the first byte
+    from typing import Any
+
 EXTENSIONS = {".py": "python", ".sh": "bash", ".bash": "bash"}
 LANGUAGES = ("python", "bash")
 SESSION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -191,7 +195,7 @@ def run(
     outputs: Path | None,
     sync: Path | None = None,
 ) -> int:
-    from ..client import CodeRunner, event_bytes
+    from ..client import CodeRunner
 
     check_lang(lang)
     check_timeout(timeout)
@@ -214,11 +218,8 @@ def run(
         stdin = sys.stdin.buffer.read()  # bytes: sent exactly, as base64 when not UTF-8
     if session is not None and args:
         raise UsageError("arguments go to scripts; a --session runs code in its kernel without argv")
-    saver = _OutputSaver(outputs)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    writer = _EventWriter(session, target, plan, _OutputSaver(outputs))
     cr = CodeRunner()
-    exit_code = 1
-    script_error = None
     # a session: say when ours waits behind others; Ctrl-C on code that ignores it restarts the kernel
     watch = None
     if session is not None:
@@ -243,57 +244,87 @@ def run(
             ) as events,
         ):
             for event in events:
-                kind = event.get("type")
                 if watch is not None:
-                    watch.event(kind)
-                if kind in ("stdout", "stderr"):
-                    stream = out if kind == "stdout" else err
-                    stream.write(event_bytes(event))
-                    stream.flush()
-                elif kind in ("display", "result"):
-                    saver.save(event)
-                elif kind == "error" and session is not None:
-                    lines = event.get("traceback") or [f"{event['ename']}: {event['evalue']}"]
-                    sys.stderr.write("\n".join(lines) + "\n")
-                    sys.stderr.flush()
-                elif kind == "error":
-                    script_error = event
-                elif kind == "done":
-                    exit_code = int(event.get("exit_code", 1))
-                    if event.get("message") and event.get("status") != "ok":
-                        print(f"coderunner: {event['message']}", file=sys.stderr)
-                    if (
-                        script_error is not None
-                        and plan is None
-                        and target not in (None, "-")
-                        and (hint := missing_sibling_hint(target, script_error))
-                    ):
-                        print(hint, file=sys.stderr)
+                    watch.event(event.get("type"))
+                writer.write(event)
     except KeyboardInterrupt:
-        if session is not None and not (watch is not None and watch.left_queue):
-            try:
-                with CodeRunner() as other:
-                    other.interrupt(session)
-            except Exception as exc:  # best effort while exiting on Ctrl-C
-                print(f"coderunner: could not interrupt session {session}: {exc}", file=sys.stderr)
-        cr.close()  # closing the stream kills a script
-        print("coderunner: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(cr, session, watch)
     finally:
         cr.close()
     if watch is not None and watch.interrupts:
-        watch.finish()
-        if watch.restarted:
-            print(
-                f"coderunner: the code ignored Ctrl-C: restarted the kernel of session {session}; its state was lost",
-                file=sys.stderr,
-            )
-        elif watch.failed:
-            print(f"coderunner: could not interrupt session {session}: {watch.failed}", file=sys.stderr)
-        else:
-            print("coderunner: interrupted", file=sys.stderr)
-        return 130
-    return exit_code
+        return _after_interrupts(watch, session)
+    return writer.exit_code
+
+
+class _EventWriter:
+    """Each event of an execution where a terminal user expects it: output bytes on stdout and
+    stderr, figures and HTML saved, errors and the final message on stderr."""
+
+    def __init__(self, session: str | None, target: str | None, plan: SyncPlan | None, saver: _OutputSaver) -> None:
+        self.session, self.target, self.plan, self.saver = session, target, plan, saver
+        self.exit_code = 1
+        self.script_error: dict[str, Any] | None = None
+
+    def write(self, event: dict[str, Any]) -> None:
+        from ..client import event_bytes
+
+        kind = event.get("type")
+        if kind in ("stdout", "stderr"):
+            stream = sys.stdout.buffer if kind == "stdout" else sys.stderr.buffer
+            stream.write(event_bytes(event))
+            stream.flush()
+        elif kind in ("display", "result"):
+            self.saver.save(event)
+        elif kind == "error" and self.session is not None:
+            lines = event.get("traceback") or [f"{event['ename']}: {event['evalue']}"]
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+        elif kind == "error":
+            self.script_error = event
+        elif kind == "done":
+            self._done(event)
+
+    def _done(self, event: dict[str, Any]) -> None:
+        self.exit_code = int(event.get("exit_code", 1))
+        if event.get("message") and event.get("status") != "ok":
+            print(f"coderunner: {event['message']}", file=sys.stderr)
+        if (
+            self.script_error is not None
+            and self.plan is None
+            and self.target not in (None, "-")
+            and (hint := missing_sibling_hint(self.target, self.script_error))
+        ):
+            print(hint, file=sys.stderr)
+
+
+def _interrupted(cr: Any, session: str | None, watch: Any) -> int:
+    """Ctrl-C while the stream ran: interrupt the session's code (closing the stream kills a script)."""
+    from ..client import CodeRunner
+
+    if session is not None and not (watch is not None and watch.left_queue):
+        try:
+            with CodeRunner() as other:
+                other.interrupt(session)
+        except Exception as exc:  # best effort while exiting on Ctrl-C
+            print(f"coderunner: could not interrupt session {session}: {exc}", file=sys.stderr)
+    cr.close()  # closing the stream kills a script
+    print("coderunner: interrupted", file=sys.stderr)
+    return 130
+
+
+def _after_interrupts(watch: Any, session: str | None) -> int:
+    """The stream ended after Ctrl-C: say whether the code stopped or its kernel was restarted."""
+    watch.finish()
+    if watch.restarted:
+        print(
+            f"coderunner: the code ignored Ctrl-C: restarted the kernel of session {session}; its state was lost",
+            file=sys.stderr,
+        )
+    elif watch.failed:
+        print(f"coderunner: could not interrupt session {session}: {watch.failed}", file=sys.stderr)
+    else:
+        print("coderunner: interrupted", file=sys.stderr)
+    return 130
 
 
 class _OutputSaver:

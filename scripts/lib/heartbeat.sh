@@ -3,12 +3,12 @@
 # ${HEARTBEAT_EVERY:-20} seconds, so a step of minutes (pip, an image build, debootstrap,
 # podman load) is never silent. Returns CMD's exit status.
 heartbeat() {
-  local label=$1 log=$2 start=$SECONDS pid rc=0 last
+  local label=$1 log=$2 start=$SECONDS pid rc=0 last i
   shift 2
   "$@" >"$log" 2>&1 &
   pid=$!
   while :; do
-    for _ in $(seq "${HEARTBEAT_EVERY:-20}"); do
+    for ((i = 0; i < ${HEARTBEAT_EVERY:-20}; i++)); do
       sleep 1  # bash reaps the step while it waits, so kill -0 below sees it gone
       kill -0 "$pid" 2>/dev/null || break 2
     done

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ("bash", "sh", "env", "dirname", "mktemp", "rm", "tail", "id", "cat", "python3")
+TOOLS = ("bash", "sh", "env", "dirname", "mktemp", "rm", "tail", "id", "cat", "python3", "sleep", "tr", "cut")
 
 
 def fake_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -19,6 +19,7 @@ def fake_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (repo / "scripts").mkdir(parents=True)
     for name in ("setup", "quickstart"):
         shutil.copy(ROOT / "scripts" / name, repo / "scripts" / name)
+    shutil.copytree(ROOT / "scripts" / "lib", repo / "scripts" / "lib")  # what they source
     log = tmp_path / "calls.log"
     venv_bin = repo / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
