@@ -5,7 +5,7 @@ wait on its lock, which asyncio hands out in arrival order; different
 sessions run in parallel. A backend that dies is replaced at once and the
 session records that its state was lost. A python session is created at once:
 its kernel comes warm from the pool, or is bound when the kernel started for it
-is ready, and its first execution waits for that (kernel_pool.LazyKernel).
+is ready, and its first execution waits for that (lazy_kernel.LazyKernel).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 from .backends import Backend, start_backend
 from .errors import Conflict, SessionNotFound, TooManySessions, Unavailable
 from .events import Sink
-from .kernel_pool import KernelPool, LazyKernel
+from .kernel_pool import KernelPool
+from .lazy_kernel import LazyKernel
 from .outcome import EXIT_DIED, Outcome
 from .request import ExecuteRequest
 from .settings import Settings
