@@ -46,26 +46,27 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
+def roundtrip(kc) -> None:
+    """print(1) on a bare kernel through jupyter_client's blocking client: the floor."""
+    msg_id = kc.execute("print(1)")
+    while True:
+        msg = kc.get_iopub_msg(timeout=10)
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
+            break
+    kc.get_shell_msg(timeout=10)
+
+
 def bare_kernel_roundtrip(n: int) -> list[float]:
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-
-        def once():
-            msg_id = kc.execute("print(1)")
-            while True:
-                msg = kc.get_iopub_msg(timeout=10)
-                if (
-                    msg["parent_header"].get("msg_id") == msg_id
-                    and msg["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle"
-                ):
-                    break
-            kc.get_shell_msg(timeout=10)
-
-        timed(once, 10)
-        return timed(once, n)
+        timed(lambda: roundtrip(kc), 10)
+        return timed(lambda: roundtrip(kc), n)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
@@ -108,16 +109,7 @@ def bare_throughput(clients: int, per: int) -> float:
 
         def worker(kc) -> None:
             for _ in range(per):
-                msg_id = kc.execute("print(1)")
-                while True:
-                    msg = kc.get_iopub_msg(timeout=10)
-                    if (
-                        msg["parent_header"].get("msg_id") == msg_id
-                        and msg["msg_type"] == "status"
-                        and msg["content"]["execution_state"] == "idle"
-                    ):
-                        break
-                kc.get_shell_msg(timeout=10)
+                roundtrip(kc)
 
         t0 = time.perf_counter()
         threads = [threading.Thread(target=worker, args=(kc,)) for _, kc in pairs]
