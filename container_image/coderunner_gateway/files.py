@@ -7,6 +7,7 @@ resolves all but the last name: deleting a link deletes the link.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -73,46 +74,67 @@ def owner(workspace: str | Path) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
-def _make_folders(folder: Path, own: tuple[int, int] | None) -> None:
-    missing = []
-    while not folder.exists() and not folder.is_symlink():
-        missing.append(folder)
-        folder = folder.parent
-    for made in reversed(missing):
+def write(workspace: str | Path, path: Path, data: bytes) -> int:
+    """Write ``data`` at ``path`` (from :func:`resolve`), atomically, making folders as needed.
+
+    Every step goes through a folder opened a name at a time without following links, so code
+    that swaps a folder for a link meanwhile is refused (409), never written through; what is
+    made belongs to :func:`owner`."""
+    root = Path(workspace).resolve()
+    if path == root:
+        raise ApiError("the workspace itself is a directory: name a file in it", code="is_a_directory", status=409)
+    own = owner(root)
+    fd = _make_folder(root, path.parent, own)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path.name, dir_fd=fd).st_mode):
+                raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
+        # the temp name does not grow with the file's (a name may be NAME_MAX bytes itself), and
+        # it cannot be guessed: created new, never through a link code planted under that name
+        tmp = f".coderunner-tmp-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.open(tmp, flags, 0o666, dir_fd=fd)
         try:
-            made.mkdir()
-        except FileExistsError:
-            if not made.is_dir():
-                raise
-            continue
-        if own is not None:
-            os.chown(made, *own, follow_symlinks=False)
-
-
-def write(path: Path, data: bytes, own: tuple[int, int] | None = None) -> int:
-    """Write ``data`` at ``path`` (atomically, folders made as needed), owned by ``own``."""
-    if path.is_dir():
-        raise ApiError(f"{path.name!r} is a directory", code="is_a_directory", status=409)
-    try:
-        _make_folders(path.parent, own)
-        if not path.parent.is_dir():
-            raise NotADirectoryError(str(path.parent))
-    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder must be
-        raise _not_a_folder(path) from exc
-    # the temp name does not grow with the file's (a name may be NAME_MAX bytes itself), and it
-    # cannot be guessed: created new, never through a link code planted under that name
-    tmp = path.with_name(f".coderunner-tmp-{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    try:
-        with open(fd, "wb") as f:
-            if own is not None:
-                os.fchown(f.fileno(), *own)
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            with open(out, "wb") as f:
+                if own is not None:
+                    os.fchown(f.fileno(), *own)
+                f.write(data)
+            os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)  # a link there is replaced, not followed
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+            raise
+    finally:
+        os.close(fd)
     return len(data)
+
+
+def _make_folder(root: Path, folder: Path, own: tuple[int, int] | None) -> int:
+    """An fd of ``folder`` (inside ``root``), its missing folders made (owned by ``own``), each
+    opened without following a link."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in folder.relative_to(root).parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+                if own is not None:
+                    os.chown(part, *own, dir_fd=fd, follow_symlinks=False)
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:  # ENOTDIR: a file where a folder must be; ELOOP: a link swapped in
+                if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                    raise ApiError(
+                        f"{str(folder.relative_to(root))!r} changed while it was being written: retry",
+                        code="conflict",
+                        status=409,
+                    ) from exc
+                raise _not_a_folder(folder / "-") from exc  # names the file in the way
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def resolve_entry(workspace: str, rel: str) -> Path:

@@ -251,8 +251,7 @@ def _file_tools(server: FastMCP, gw: Gateway) -> None:
         """Write a text file into the sandbox's workspace (a path relative to it), creating folders."""
         try:
             target = files.resolve(gw.settings.workspace, path)
-            own = files.owner(gw.settings.workspace)
-            size = await asyncio.to_thread(files.write, target, content.encode(), own)
+            size = await asyncio.to_thread(files.write, gw.settings.workspace, target, content.encode())
         except ApiError as exc:
             raise _fail(exc) from exc
         return f"wrote {size} bytes to {path}"

@@ -46,6 +46,5 @@ class FileRoutes:
             body += chunk
             if len(body) > limit:
                 raise PayloadTooLarge(f"file is over the gateway's limit of {limit} bytes")
-        own = files.owner(self.gw.settings.workspace)
-        size = await asyncio.to_thread(files.write, path, bytes(body), own)
+        size = await asyncio.to_thread(files.write, self.gw.settings.workspace, path, bytes(body))
         return JSONResponse({"path": rel, "size": size}, status_code=201)
