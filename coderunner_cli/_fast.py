@@ -284,7 +284,7 @@ def _events(resp, target: str | None, url: str, from_state: bool) -> int:
             if event.get("message") and event.get("status") != "ok":
                 print(f"coderunner: {event['message']}", file=sys.stderr)
             if script_error is not None and target not in (None, "-"):
-                from .commands.exec_ import missing_sibling_hint
+                from .commands._sync import missing_sibling_hint
 
                 if hint := missing_sibling_hint(target, script_error):
                     print(hint, file=sys.stderr)
