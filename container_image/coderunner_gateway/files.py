@@ -55,10 +55,9 @@ def listing(path: Path, root: Path) -> dict:
     return {"path": str(path.relative_to(root)) if path != root else "", "entries": entries}
 
 
-def _not_a_folder(path: Path) -> ApiError:
-    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+def _not_a_folder(name: str) -> ApiError:
     return ApiError(
-        f"{blocking.name!r} is a file, not a folder: delete or rename it first, or write elsewhere",
+        f"{name!r} is a file, not a folder: delete or rename it first, or write elsewhere",
         code="not_a_directory",
         status=409,
     )
@@ -128,7 +127,7 @@ def _make_folder(root: Path, folder: Path, own: tuple[int, int] | None) -> int:
                         code="conflict",
                         status=409,
                     ) from exc
-                raise _not_a_folder(folder / "-") from exc  # names the file in the way
+                raise _not_a_folder(part) from exc
             os.close(fd)
             fd = next_fd
     except BaseException:

@@ -19,8 +19,6 @@ from typing import Any
 import zmq
 from jupyter_client.session import DELIM, Session
 
-_Again = zmq.Again
-
 
 class BadMessage(ValueError):
     """A kernel sent a message that is not signed with the session's key, or is malformed."""
@@ -61,7 +59,7 @@ async def recv(socket: Any, session: Session, timeout: float | None) -> dict[str
     while True:
         try:
             parts = shadow.recv_multipart(zmq.NOBLOCK)
-        except _Again:
+        except zmq.Again:
             if not await socket.poll(None if timeout is None else int(timeout * 1000), zmq.POLLIN):
                 return None
             continue
