@@ -172,9 +172,7 @@ class PythonKernel:
             "user_expressions": {},
         }
         metadata = {} if output_limit is None else {"coderunner_output_limit": output_limit}
-        request = self.kc.session.msg("execute_request", content, metadata=metadata)
-        self.kc.shell_channel.send(request)
-        return str(request["header"]["msg_id"])
+        return wire.send(self.kc.shell_channel.socket, self.kc.session, "execute_request", content, metadata)
 
     async def _reply(self, msg_id: str, timeout: float = 5) -> dict[str, Any] | None:
         """The shell reply to ``msg_id``, skipping stale ones."""

@@ -7,17 +7,22 @@ parent header into a ``datetime`` with dateutil. The gateway reads only the mess
 the parent's ``msg_id``, the content and the metadata, so it skips that work; it still
 refuses a message whose HMAC signature is wrong, as ``deserialize`` does.
 
-Sending stays with jupyter_client (``Session.send``): it is one message per execution.
+Sending an execution's request is lean too (:func:`send`): ``Session.send`` builds its
+header through traitlets, makes a new shadow socket per message, and walks the content
+with ``json_clean`` first; together about 0.3 ms per execution.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import zmq
-from jupyter_client.session import DELIM, Session
+from jupyter_client._version import protocol_version
+from jupyter_client.session import DELIM, Session, new_id
 
 
 class BadMessage(ValueError):
@@ -40,16 +45,51 @@ def decode(parts: list[bytes], session: Session) -> dict[str, Any]:
             mac.update(frame)
         if not hmac.compare_digest(mac.hexdigest().encode("ascii"), signature):
             raise BadMessage("a kernel message with a wrong signature")
-    header = json.loads(frames[0])
+    header = _loads(frames[0])
     return {
         "header": header,
         "msg_id": header.get("msg_id"),
         "msg_type": header.get("msg_type"),
-        "parent_header": json.loads(frames[1]),
-        "metadata": json.loads(frames[2]),
-        "content": json.loads(frames[3]),
+        "parent_header": _loads(frames[1]),
+        "metadata": _loads(frames[2]),
+        "content": _loads(frames[3]),
         "buffers": [memoryview(b) for b in frames[4:]],
     }
+
+
+def _loads(frame: bytes) -> Any:
+    """orjson's parse, or json's for what only json reads (NaN, a lone surrogate's escape)."""
+    try:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(frame)
+        except ValueError as e:
+            raise BadMessage(f"a kernel message with a frame that is not JSON: {e}") from None
+
+
+def send(socket: Any, session: Session, msg_type: str, content: dict[str, Any], metadata: dict[str, Any]) -> str:
+    """Send a request on ``socket`` (a ``zmq.asyncio`` socket) signed with the session's key,
+    as ``Session.send`` would (a blocking send, as it makes); its msg_id."""
+    msg_id = new_id()
+    header = {
+        "msg_id": msg_id,
+        "msg_type": msg_type,
+        "username": session.username,
+        "session": session.session,
+        "date": datetime.now(UTC).isoformat(),
+        "version": protocol_version,
+    }
+    pack = session.pack  # orjson, falling back to json for what orjson refuses (a lone surrogate)
+    frames = [pack(header), b"{}", pack(metadata), pack(content)]
+    signature = b""
+    if session.auth is not None:
+        mac = session.auth.copy()
+        for frame in frames:
+            mac.update(frame)
+        signature = mac.hexdigest().encode("ascii")
+    socket._shadow_sock.send_multipart([DELIM, signature, *frames])
+    return msg_id
 
 
 async def recv(socket: Any, session: Session, timeout: float | None) -> dict[str, Any] | None:
