@@ -24,7 +24,7 @@ log = logging.getLogger("coderunner_gateway")
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     from .app import create_app
-    from .http_guard import MAX_HEADER_BYTES, guarded_protocol
+    from .http_guard import guarded_protocol
 
     if settings.token is None and not args.uds:
         sys.exit(
@@ -40,9 +40,8 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         proxy_headers=False,
         server_header=False,
-        # h11 with header size, header time and connection caps, all before auth
+        # httptools with header size, header time and connection caps, all before auth
         http=guarded_protocol(args.header_timeout, max(1, args.max_connections)),
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     server = _Server(config, gateway, asyncio.get_running_loop())
     sock, url = _listen(args)

@@ -278,6 +278,36 @@ def test_huge_header_is_not_read_before_auth(gateway):
     assert httpx.get(gateway.url + "/health").status_code == 200
 
 
+def test_header_limit_counts_a_head_sent_in_pieces_and_not_a_body(gateway):
+    host, port = gateway.url.rsplit("/", 1)[1].split(":")
+    # a head over the cap, 1 KiB at a time (its blank line never split the count)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"GET /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        try:
+            for _ in range(80):
+                s.sendall(b"a" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert _read_status(s).startswith(b"HTTP/1.1 431")
+    # a 2 MB body in the same write as its head, and a second request pipelined behind it
+    code = "print(len(%r))" % ("x" * (2 * MB))
+    body = json.dumps({"code": code}).encode()
+    head = (
+        f"POST /v1/execute HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {gateway.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    second = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(head + body + second)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            chunk = s.recv(65536)
+            assert chunk, data[:300]
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    assert b'"stdout":"2097152\\n"' in data
+
+
 def test_half_sent_requests_are_closed_and_capped(gateway_factory):
     gw = gateway_factory("--header-timeout", "2", "--max-connections", "40", "--pool-size", "0")
     host, port = gw.url.rsplit("/", 1)[1].split(":")
