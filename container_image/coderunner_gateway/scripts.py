@@ -27,7 +27,7 @@ from .events import Sink
 from .jail import Cell, write_cell_file
 from .outcome import Outcome
 from .request import ExecuteRequest
-from .script_io import ExitProtocol, feed, pump, pump_channel
+from .script_io import ExitProtocol, channel_pipe, feed, pump, pump_channel
 from .settings import Settings
 from .validation import MAX_ARG_BYTES
 
@@ -120,7 +120,7 @@ class ScriptRunner:
     async def _spawn_warm(self) -> _Warm:
         jail = self.settings.jail
         cell = jail.open_cell("run")
-        chan_r, chan_w = os.pipe()
+        chan_r, chan_w = channel_pipe()
         ctl_r, ctl_w = os.pipe()
         try:
             cmd = [self.settings.python, "-u", "-c", WARM_BOOTSTRAP, str(ctl_r)]
@@ -199,7 +199,7 @@ class ScriptRunner:
                 proc, exited = warm.proc, warm.exited
                 self._hand_over(warm, req, path, shown)
             elif language == "python":
-                chan_r, chan_w = os.pipe()
+                chan_r, chan_w = channel_pipe()
                 cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), *_bootstrap_args(req, path, shown)]
                 proc, exited = await self._spawn(cell, cmd, stdin=stdin is not None, env=env, pass_fds=(chan_w,))
                 os.close(chan_w)
