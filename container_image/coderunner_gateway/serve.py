@@ -24,7 +24,10 @@ log = logging.getLogger("coderunner_gateway")
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     from .app import create_app
+    from .heap import heap
     from .http_guard import guarded_protocol
+
+    heap.tune()
 
     if settings.token is None and not args.uds:
         sys.exit(

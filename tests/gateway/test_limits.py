@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.conftest import peak_rss_mb
 
@@ -43,3 +44,28 @@ def test_flood_is_bounded_and_reported(gateway_factory):
 
     growth = peak_rss_mb(gw.proc.pid) - before
     assert growth < 100, f"gateway peak memory grew by {growth:.0f} MB for a {FLOOD_MB} MB flood"
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_of_a_large_answer_is_given_back_when_idle(gateway_factory):
+    """Large answers are served from a heap that keeps its pages (heap.py); an idle gateway
+    gives them back within seconds instead of holding its last large output."""
+    gw = gateway_factory("--pool-size", "0")
+    code = "import sys; sys.stdout.write('x' * (15 << 20))"
+    gw.execute("pass")
+    base = _rss_mb(gw.proc.pid)
+    for _ in range(3):
+        assert len(gw.execute(code)["stdout"]) == 15 << 20
+    grown = _rss_mb(gw.proc.pid)
+    assert grown - base > 20, "the test did not make the gateway hold a large answer"
+    deadline = time.monotonic() + 15
+    while _rss_mb(gw.proc.pid) - base > 12:
+        assert time.monotonic() < deadline, f"{_rss_mb(gw.proc.pid) - base:.0f} MiB still held 15 s after"
+        time.sleep(0.5)

@@ -20,6 +20,7 @@ from .. import files
 from ..errors import EXIT_PROCESS_LIMIT, ApiError, BadRequest, process_limit
 from ..events import Collector, StreamSink, json_bytes
 from ..gateway import Gateway
+from ..heap import heap
 from ..request import ExecuteRequest
 from ..sessions import SessionManager
 from ..settings import Settings
@@ -154,7 +155,9 @@ class ExecuteRoutes:
                     await task
                 return Response(status_code=499)  # nobody reads it
         task.result()  # a failure is its error response (503 process_limit, 500), not a 200 of nulls
-        return Response(json_bytes(collector.result()), headers=headers, media_type="application/json")
+        body = json_bytes(collector.result())
+        heap.used(len(body))
+        return Response(body, headers=headers, media_type="application/json")
 
     async def _stream(self, req: ExecuteRequest) -> AsyncIterator[bytes]:
         # a kernel cannot be paused (ZMQ PUB/SUB): what a slow client cannot take is dropped, counted
