@@ -22,6 +22,7 @@ from .settings import Settings
 
 log = logging.getLogger("coderunner_gateway")
 
+KERNEL_LAUNCH = programs.load("kernel_launch.py")
 KERNEL_INIT = programs.load("kernel_init.py")
 # A second cell: the first one's own output tee put a bound ``write`` on
 # each stream when it ended, shadowing the subclass; with the tee off now,
@@ -87,7 +88,8 @@ class PythonKernel:
             raise RuntimeError("no python3 kernelspec: the gateway's Python needs ipykernel")
         # IPython's history stays in memory (In, Out, %history work): its SQLite file cost
         # ~1.5 ms of the kernel's CPU per execution and kept every cell's code on disk
-        spec.argv = jail.command(cell, [settings.python, *spec.argv[1:], "--HistoryManager.enabled=False"])
+        argv = [settings.python, "-c", KERNEL_LAUNCH, "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+        spec.argv = jail.command(cell, argv)
         spec.interrupt_mode = "message"
         km.write_connection_file()
         os.chmod(km.connection_file, 0o640)  # the cell's group (setid) reads it; nobody else

@@ -94,12 +94,10 @@ def test_the_grown_pool_shrinks_back_after_idle_time(gateway_factory):
 
 
 def test_a_kernel_that_cannot_start_is_a_clear_error_at_the_first_execution(gateway_factory, tmp_path):
-    # a python3 kernelspec whose kernel exits at once
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    argv = ["python", "-c", "raise SystemExit(3)", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "broken", "language": "python"}))
-    gw = gateway_factory("--pool-size", "0", env={"JUPYTER_PATH": str(tmp_path / "jupyter")})
+    # code's environment with a Python home that does not exist: every kernel exits at once
+    env_file = tmp_path / "broken.env"
+    env_file.write_text("PYTHONHOME=/nonexistent\n")
+    gw = gateway_factory("--pool-size", "0", "--script-pool", "0", "--env-file", str(env_file))
     c = gw.client()
     r = c.post("/v1/sessions", json={})
     assert r.status_code == 201 and r.json()["kernel"] == "starting", r.text

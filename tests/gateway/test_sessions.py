@@ -38,6 +38,20 @@ def test_history_works_in_memory_and_writes_no_file(gateway):
     assert r["stdout"] == "[]\n", r
 
 
+def test_kernels_start_without_ipykernels_debugger_and_debugpy_still_imports(gateway):
+    """debugpy's pydevd was ~8 MiB of every kernel; the gateway never uses Jupyter's debug protocol."""
+    sid = gateway.new_session()
+    r = gateway.execute(
+        "import sys\nprint(sorted(m for m in sys.modules if 'pydevd' in m or 'debugpy' in m))", session_id=sid
+    )
+    assert r["stdout"] == "[]\n", r
+    r = gateway.execute(
+        "import debugpy\nprint(bool(debugpy.__version__), sys.argv[0].endswith('ipykernel_launcher.py'))",
+        session_id=sid,
+    )
+    assert r["stdout"] == "True True\n", r
+
+
 def test_sessions_are_isolated_from_each_other(gateway):
     a, b = gateway.new_session(), gateway.new_session()
     gateway.execute("secret = 'a'", session_id=a)

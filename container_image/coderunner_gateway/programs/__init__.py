@@ -1,5 +1,6 @@
 """Programs the gateway runs elsewhere, kept as files so that ruff lints the Python ones:
 
+* ``kernel_launch.py``: starts every kernel (kernels.py, as ``python -c``);
 * ``kernel_init.py``, ``kernel_init_after.py``: run once in every new kernel (kernels.py);
 * ``script_bootstrap.py``: starts every python script (scripts.py), after ``script_waiter.py``
   in an interpreter started ahead;
