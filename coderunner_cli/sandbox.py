@@ -45,12 +45,30 @@ class StatusReport:
 
 
 def image_context() -> Path | None:
-    """The image's build context: $CODERUNNER_IMAGE_CONTEXT, or container_image/ of a source checkout."""
+    """The image's build context: $CODERUNNER_IMAGE_CONTEXT, or container_image/ of the source
+    checkout the CLI runs from or was installed from (``pip install ./``, as scripts/setup does,
+    records the folder in the install's ``direct_url.json``, PEP 610)."""
     env = os.environ.get("CODERUNNER_IMAGE_CONTEXT")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "container_image"
-    return here if (here / "Dockerfile").is_file() else None
+    for checkout in (Path(__file__).resolve().parent.parent, _installed_from()):
+        if checkout is not None and (checkout / "container_image" / "Dockerfile").is_file():
+            return checkout / "container_image"
+    return None
+
+
+def _installed_from() -> Path | None:
+    """The local folder this CLI was pip-installed from, if it was (PEP 610)."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        info = json.loads(metadata.distribution("coderunner").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    url = urlparse(info.get("url", ""))
+    return Path(unquote(url.path)) if url.scheme == "file" and "dir_info" in info else None
 
 
 def build(

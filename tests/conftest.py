@@ -17,6 +17,44 @@ import pytest
 
 from coderunner_cli.runtimes._proc import descendants  # noqa: F401  (tests import it from here)
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stale_installs() -> list[str]:
+    """The checkout's package files that differ from what this Python imports. scripts/setup
+    installs the CLI and the gateway as users get them (not editable: setuptools' editable
+    hooks cost ~25 ms of every interpreter start, kernels' and scripts' included), so an edit
+    is tested only once installed again."""
+    import coderunner_gateway
+
+    import coderunner
+    import coderunner_cli
+
+    stale = []
+    for module, source in (
+        (coderunner_cli, ROOT / "coderunner_cli"),
+        (coderunner, ROOT / "coderunner"),
+        (coderunner_gateway, ROOT / "container_image" / "coderunner_gateway"),
+    ):
+        installed = Path(module.__file__).resolve().parent
+        if installed == source:
+            continue  # imported from the checkout itself
+        for f in sorted(source.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                copy = installed / f.relative_to(source)
+                if not copy.is_file() or copy.read_bytes() != f.read_bytes():
+                    stale.append(str(f.relative_to(ROOT)))
+    return stale
+
+
+def pytest_configure(config) -> None:
+    if stale := stale_installs():
+        pytest.exit(
+            f"the installed coderunner is not the checkout ({len(stale)} files differ, first {stale[0]}): "
+            "run scripts/setup, or .venv/bin/pip install --no-deps --no-build-isolation ./ ./container_image",
+            returncode=4,
+        )
+
 
 @dataclass
 class RunningGateway:

@@ -45,7 +45,7 @@ def test_setup_says_its_pip_step_is_still_running(tmp_path):
         (tools / tool).write_text("#!/bin/sh\nexit 0\n")
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "python").write_text(
-        '#!/bin/sh\ncase "$*" in *"-e .[test]"*) echo "Collecting jupyter_client"; sleep 3.5;; esac\nexit 0\n'
+        '#!/bin/sh\ncase "$*" in *"--no-build-isolation .[test]"*) echo "Collecting jupyter_client"; sleep 3.5;; esac\nexit 0\n'
     )
     for f in [*tools.iterdir(), tmp_path / ".venv" / "bin" / "python"]:
         f.chmod(0o755)

@@ -73,7 +73,7 @@ def test_a_wheel_of_the_gateway_holds_the_public_skills_and_programs_and_the_che
         "assert p.__file__.startswith(sys.argv[1]), p.__file__; "
         "print(len([n for n in sys.argv[2:] if p.load(n).strip()]))"
     )
-    loaded = subprocess.run(  # -S: no site-packages, so not the editable install of this checkout
+    loaded = subprocess.run(  # -S: no site-packages, so not the install of this checkout
         [sys.executable, "-S", "-c", probe, str(site), *PROGRAMS],
         cwd=tmp_path,
         capture_output=True,

@@ -288,3 +288,34 @@ def test_gateway_answers_map_to_the_error_tree(status, body, kind):
     assert type(err) is kind and err.status == status
     if status == 502:
         assert err.code == "" and "bad gateway" in err.message
+
+
+def test_the_image_context_is_found_from_the_checkout_the_cli_was_installed_from(monkeypatch, tmp_path):
+    """scripts/setup installs the CLI as users get it (not editable): `up` still finds
+    container_image/ through the install's PEP 610 record of its source folder."""
+    import json
+    from importlib import metadata
+    from pathlib import Path
+
+    from coderunner_cli import sandbox
+
+    monkeypatch.delenv("CODERUNNER_IMAGE_CONTEXT", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    assert sandbox.image_context() == root / "container_image"  # this checkout, however installed
+
+    checkout = tmp_path / "my checkout"  # a space: the URL is percent-encoded
+    (checkout / "container_image").mkdir(parents=True)
+    (checkout / "container_image" / "Dockerfile").write_text("FROM scratch\n")
+    record = {"url": checkout.as_uri(), "dir_info": {}}
+
+    class Dist:
+        def read_text(self, name):
+            return json.dumps(record) if name == "direct_url.json" else None
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist())
+    monkeypatch.setattr(sandbox, "__file__", str(tmp_path / "site-packages" / "coderunner_cli" / "sandbox.py"))
+    assert sandbox.image_context() == checkout / "container_image"
+    record["url"] = "https://example.com/coderunner.tar.gz"  # installed from an archive: no checkout
+    assert sandbox.image_context() is None
+    monkeypatch.setenv("CODERUNNER_IMAGE_CONTEXT", str(tmp_path))
+    assert sandbox.image_context() == tmp_path
