@@ -139,9 +139,8 @@ class ScriptRunner:
             return None
         while self._warm:
             w = self._warm.pop(0)
-            self.refill()
             if w.proc.returncode is None:
-                return w
+                return w  # refilled once handed over (run): a spawn now would delay this script's start
             os.close(w.chan_r)
             os.close(w.ctl_w)
             self.settings.jail.close_cell(w.cell)
@@ -198,6 +197,7 @@ class ScriptRunner:
                 chan_r = warm.chan_r
                 proc, exited = warm.proc, warm.exited
                 self._hand_over(warm, req, path, shown)
+                self.refill()  # its fork and exec run on the loop while the script runs, not before
             elif language == "python":
                 chan_r, chan_w = channel_pipe()
                 cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), *_bootstrap_args(req, path, shown)]
