@@ -9,7 +9,9 @@ from pathlib import Path
 if sys.path[0] == "" or Path(sys.path[0]) == Path.cwd():
     del sys.path[0]  # ipykernel puts the cwd back once it is loaded (InteractiveShellApp.init_path)
 # argv[0] as under `python -m ipykernel_launcher` (some libraries look there for Jupyter)
-sys.argv[0] = importlib.util.find_spec("ipykernel_launcher").origin  # type: ignore[union-attr]
+launcher = importlib.util.find_spec("ipykernel_launcher")
+sys.argv[0] = launcher.origin if launcher is not None and launcher.origin else sys.argv[0]
+del launcher
 sys.modules["debugpy"] = None  # type: ignore[assignment]
 import ipykernel.debugger  # noqa: E402,F401  (finds no debugpy: the debugger is off)
 
