@@ -201,13 +201,13 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The peak resident memory of ``pid`` (VmHWM), in MiB."""
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The peak resident memory of ``pid`` (VmHWM; ``field="VmRSS"``: the current), in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field}")
 
 
 def pids_holding(path: Path, timeout: float = 10) -> list[int]:

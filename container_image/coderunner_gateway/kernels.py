@@ -57,7 +57,7 @@ class PythonKernel:
             await kernel._run_silent(KERNEL_INIT)
             await kernel._run_silent(KERNEL_INIT_AFTER)
         except BaseException:
-            kc.stop_channels()
+            _close_channels(kc)
             await km.shutdown_kernel(now=True)
             jail.close_cell(cell)
             raise
@@ -118,7 +118,7 @@ class PythonKernel:
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
-            self.kc.stop_channels()
+            _close_channels(self.kc)
         with contextlib.suppress(Exception):
             await self.km.shutdown_kernel(now=True)
         with contextlib.suppress(Exception):
@@ -260,3 +260,11 @@ class _Execution:
                 dropped[name] = dropped.get(name, 0) + size - self.received[name]
         if output_limit is not None or any(dropped.values()):
             outcome.dropped = dropped
+
+
+def _close_channels(kc: Any) -> None:
+    """Stop a kernel client's channels, and the readers ``wire`` keeps on their sockets first."""
+    for channel in (kc.shell_channel, kc.iopub_channel):
+        if channel.socket is not None:
+            wire.forget(channel.socket)
+    kc.stop_channels()

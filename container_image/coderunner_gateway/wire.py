@@ -14,8 +14,10 @@ with ``json_clean`` first; together about 0.3 ms per execution.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,7 +102,78 @@ async def recv(socket: Any, session: Session, timeout: float | None) -> dict[str
         try:
             parts = shadow.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
-            if not await socket.poll(None if timeout is None else int(timeout * 1000), zmq.POLLIN):
+            if not await _waiter(socket).wait(timeout):
                 return None
             continue
         return decode(parts, session)
+
+
+def forget(socket: Any) -> None:
+    """Stop watching ``socket`` (before it is closed): its reader and descriptor go."""
+    waiter = socket.__dict__.pop("_coderunner_waiter", None)
+    if waiter is not None:
+        waiter.close()
+
+
+def _waiter(socket: Any) -> _Waiter:
+    waiter = socket.__dict__.get("_coderunner_waiter")
+    loop = asyncio.get_running_loop()
+    if waiter is None or waiter.loop is not loop:
+        if waiter is not None:
+            waiter.close()
+        waiter = socket.__dict__["_coderunner_waiter"] = _Waiter(socket._shadow_sock, loop)
+    return waiter
+
+
+class _Waiter:
+    """Waits for a message on one ZMQ socket through one reader kept on the loop for the
+    socket's life. ``zmq.asyncio``'s ``poll`` adds a reader, a poller, two futures and a timer
+    for every wait and removes them after: ~0.2 ms of the gateway's CPU per execution.
+
+    ZeroMQ's descriptor says only that the socket's events may have changed: each wake-up reads
+    ``EVENTS`` (which also re-arms it). The reader is on a duplicate of the descriptor, so
+    ``zmq.asyncio`` keeps its own registration of the original."""
+
+    def __init__(self, shadow: zmq.Socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.shadow, self.loop = shadow, loop
+        self.fd = os.dup(int(shadow.getsockopt(zmq.FD)))
+        self.future: asyncio.Future[None] | None = None
+        loop.add_reader(self.fd, self._wake)
+
+    def _ready(self) -> bool:
+        try:
+            return bool(int(self.shadow.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+        except zmq.ZMQError:  # closed: the waiting read says so
+            return True
+
+    def _wake(self) -> None:
+        ready = self._ready()  # read even when nobody waits: it re-arms the descriptor
+        if ready and self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self, timeout: float | None) -> bool:
+        """True once a message is queued; False after ``timeout`` seconds (None: no limit)."""
+        if self._ready():
+            return True
+        future = self.future = self.loop.create_future()
+        timer = None if timeout is None else self.loop.call_later(timeout, _expire, future)
+        try:
+            await future
+        finally:
+            self.future = None
+            if timer is not None:
+                timer.cancel()
+        return self._ready()
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

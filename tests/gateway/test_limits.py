@@ -47,11 +47,7 @@ def test_flood_is_bounded_and_reported(gateway_factory):
 
 
 def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return peak_rss_mb(pid, "VmRSS")
 
 
 def test_memory_of_a_large_answer_is_given_back_when_idle(gateway_factory):

@@ -87,3 +87,43 @@ def test_forged_or_broken_messages_are_bad_messages(pair):
 def test_nothing_to_read_is_none_after_the_timeout(pair):
     a, _ = pair
     assert asyncio.run(wire.recv(a, Session(key=b"k"), 0.05)) is None
+
+
+def test_a_message_sent_while_waiting_wakes_the_wait_and_none_is_lost(pair):
+    a, b = pair
+    session = Session(key=b"k")
+    frames = [b'{"msg_id": "m"}', b"{}", b"{}", b'{"n": 0}']
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        got = []
+        for n in range(50):  # each sent after the wait began, or before it: both must arrive
+            content = json.dumps({"n": n}).encode()
+            delay = 0.002 if n % 2 else 0
+            loop.call_later(delay, b._shadow_sock.send_multipart, _signed(session, [*frames[:3], content]))
+            if n % 2 == 0:
+                await asyncio.sleep(0.002)
+            msg = await wire.recv(a, session, 5)
+            got.append(msg["content"]["n"])
+        assert await wire.recv(a, session, 0.02) is None  # nothing more: the wait times out
+        wire.forget(a)
+        return got
+
+    assert asyncio.run(main()) == list(range(50))
+
+
+def test_forget_gives_back_the_reader_and_its_descriptor(pair):
+    import os
+
+    a, b = pair
+
+    async def main() -> None:
+        assert await wire.recv(a, Session(key=b"k"), 0.01) is None
+        fd = a.__dict__["_coderunner_waiter"].fd
+        os.fstat(fd)  # open while watched
+        wire.forget(a)
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        assert "_coderunner_waiter" not in a.__dict__
+
+    asyncio.run(main())

@@ -117,6 +117,11 @@ def _coderunner_init():
     ordered(out, err)
     ordered(err, out)
 
+    # ipykernel echoes each cell's code on IOPub (execute_input) for notebook frontends; the
+    # gateway is the kernel's only client and ignores it, so it is not sent (a 10 MB cell came
+    # back whole, to be read and parsed for nothing)
+    ip.kernel._publish_execute_input = lambda code, parent, execution_count: None
+
     # Per execution, ipykernel made 5 debug log records its handler then dropped (the logger is
     # at DEBUG, its handler at WARNING) and read run_cell_async's signature again: ~0.5 ms of
     # a print(1)'s ~6 ms. The logger now drops what no handler would take; the signature is
