@@ -98,14 +98,15 @@ async def recv(socket: Any, session: Session, timeout: float | None) -> dict[str
     """The next message on ``socket`` (a ``zmq.asyncio`` socket), or None after ``timeout``
     seconds (None: wait for ever). A message already queued is read without a future."""
     shadow = socket._shadow_sock  # the same zmq socket, blocking API: read what is there at once
+    waiter = _waiter(socket)
     while True:
-        try:
-            parts = shadow.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            if not await _waiter(socket).wait(timeout):
-                return None
-            continue
-        return decode(parts, session)
+        if waiter.ready():  # asked first: a read that finds nothing raises, which costs more
+            try:
+                return decode(shadow.recv_multipart(zmq.NOBLOCK), session)
+            except zmq.Again:
+                pass
+        if not await waiter.wait(timeout):
+            return None
 
 
 def forget(socket: Any) -> None:
@@ -140,20 +141,20 @@ class _Waiter:
         self.future: asyncio.Future[None] | None = None
         loop.add_reader(self.fd, self._wake)
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         try:
             return bool(int(self.shadow.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
         except zmq.ZMQError:  # closed: the waiting read says so
             return True
 
     def _wake(self) -> None:
-        ready = self._ready()  # read even when nobody waits: it re-arms the descriptor
+        ready = self.ready()  # read even when nobody waits: it re-arms the descriptor
         if ready and self.future is not None and not self.future.done():
             self.future.set_result(None)
 
     async def wait(self, timeout: float | None) -> bool:
         """True once a message is queued; False after ``timeout`` seconds (None: no limit)."""
-        if self._ready():
+        if self.ready():
             return True
         future = self.future = self.loop.create_future()
         timer = None if timeout is None else self.loop.call_later(timeout, _expire, future)
@@ -163,7 +164,7 @@ class _Waiter:
             self.future = None
             if timer is not None:
                 timer.cancel()
-        return self._ready()
+        return self.ready()
 
     def close(self) -> None:
         if self.fd < 0:
