@@ -165,8 +165,10 @@ def kernel_pids(gw: RunningGateway) -> dict[int, str]:
     out = {}
     for pid in descendants(gw.proc.pid):
         argv = cmdline(pid)
-        if "ipykernel_launcher" in argv and "-f" in argv and "bwrap" not in os.path.basename(argv[0]):
-            out[pid] = argv[argv.index("-f") + 1]
+        # the kernel itself (python -c KERNEL_LAUNCH -f .../kernel.json), not the bwrap around it
+        if "-f" in argv[:-1] and argv[argv.index("-f") + 1].endswith("kernel.json"):
+            if "bwrap" not in os.path.basename(argv[0]):
+                out[pid] = argv[argv.index("-f") + 1]
     return out
 
 
