@@ -160,6 +160,7 @@ class StreamSink:
 class Collector:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        self.grown: asyncio.Event | None = None  # set when stdout grows (a streamed answer reads it)
         self.used = 0
         self.stdout = bytearray()
         self.stderr = bytearray()
@@ -198,6 +199,8 @@ class Collector:
         if size <= room:
             self.used += size
             getattr(self, stream).extend(data)
+            if self.grown is not None and stream == "stdout":
+                self.grown.set()
             return
         if room > 0:
             # keep the head that fits; cut before a UTF-8 continuation byte (a character boundary)

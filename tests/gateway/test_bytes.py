@@ -7,6 +7,7 @@ Bytes that are not UTF-8 travel as base64 (`stdin_b64`; events' `b64`; results'
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
@@ -85,3 +86,60 @@ def test_stdout_not_utf8_json_and_stream(gateway):
     assert "".join(e["text"] for e in out) == "é€😀"
     r = gateway.execute(code)
     assert r["stdout"] == "é€😀" and "stdout_b64" not in r
+
+
+def test_a_large_stdout_is_answered_as_it_is_written(gateway):
+    """Past 256 KiB, a script's JSON answer starts while it runs (stdout first, the rest at the
+    end): the client reads while the output is made, and the answer is the same JSON."""
+    import json
+    import time
+
+    code = (
+        "import sys, time\nsys.stdout.write('a' * (1 << 20)); sys.stdout.flush()\n"
+        "print('to stderr', file=sys.stderr)\ntime.sleep(1.5)\nsys.stdout.write('b' * 1000 + 'é')\nsys.exit(3)"
+    )
+    t0 = time.monotonic()
+    with gateway.client().stream("POST", "/v1/execute", json={"code": code}) as r:
+        chunks = r.iter_bytes()
+        first = next(chunks)
+        first_at = time.monotonic() - t0
+        body = first + b"".join(chunks)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert first_at < 1.2, f"the answer began only after the script ended ({first_at:.2f}s)"
+    result = json.loads(body)
+    assert result["stdout"] == "a" * (1 << 20) + "b" * 1000 + "é"
+    assert (result["status"], result["exit_code"], result["stderr"]) == ("error", 3, "to stderr\n")
+    assert result["truncated"] is False and "stdout_b64" not in result
+
+
+def test_a_large_stdout_that_is_not_utf8_or_over_the_cap_keeps_its_bytes_and_counts(gateway_factory):
+    gw = gateway_factory("--max-output-bytes", str(600 << 10), "--pool-size", "0")
+    raw = b"x" * (300 << 10) + b"\xed\xa0\x80" + b"\xff" + b"y" * (400 << 10)  # a surrogate, a stray byte
+    code = f"import sys; sys.stdout.buffer.write({raw!r}); sys.stdout.flush()"
+    r = gw.execute(code)
+    kept = raw[: 600 << 10]
+    assert r["truncated"] is True and r["dropped"]["stdout"] == len(raw) - len(kept), r["dropped"]
+    assert base64.b64decode(r["stdout_b64"]) == kept
+    assert r["stdout"] == kept.decode("utf-8", "replace")
+
+
+def test_a_client_leaving_a_streamed_answer_ends_the_script(gateway):
+    import socket
+    import time
+
+    marker = gateway.workspace / "still-running"
+    code = (
+        "import sys, time, pathlib\nsys.stdout.write('z' * (1 << 20)); sys.stdout.flush()\n"
+        f"time.sleep(3)\npathlib.Path({str(marker)!r}).write_text('yes')"
+    )
+    body = json.dumps({"code": code}).encode()
+    host, port = gateway.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(
+            f"POST /v1/execute HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {gateway.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")  # the answer has begun
+    time.sleep(4.5)
+    assert not marker.exists(), "the script ran on after its client left"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import codecs
 import contextlib
 import logging
 import os.path
@@ -127,6 +128,54 @@ def _stdin(text: str | None, b64: str | None) -> bytes | None:
         raise BadRequest("field 'stdin_b64' must be base64 (RFC 4648, with padding)", code="invalid_field") from None
 
 
+STREAM_AFTER = 256 << 10  # a script's stdout this large is sent as it comes, not after its end
+
+
+async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> AsyncIterator[bytes]:
+    """A script's JSON answer with ``stdout`` first, sent as the script writes it (the client
+    reads 10 MB while it is made, not after), and the rest of the answer at its end: the same
+    JSON as the whole answer, its keys in another order."""
+    decode = codecs.getincrementaldecoder("utf-8")(
+        "replace"
+    ).decode  # as the whole answer shows bytes that are not UTF-8
+    sent = 0
+    try:
+        yield b'{"stdout":"'
+        while True:
+            done = task.done()
+            chunk = bytes(collector.stdout[sent:])
+            sent += len(chunk)
+            if chunk or done:
+                text = decode(chunk, done)
+                if text:
+                    yield json_bytes(text)[1:-1]
+            if done:
+                break
+            assert collector.grown is not None
+            collector.grown.clear()
+            grown = asyncio.ensure_future(collector.grown.wait())
+            await asyncio.wait({task, grown}, return_when=asyncio.FIRST_COMPLETED)
+            grown.cancel()
+        rest = collector.result()
+        failure = None if task.cancelled() else task.exception()
+        if task.cancelled() or failure is not None:  # too late for a 500: said in the answer
+            log.error("execution failed", exc_info=failure)
+            rest.update(status="error", exit_code=1, message="internal gateway error; see the gateway log")
+        rest.pop("stdout", None)
+        if "stdout_b64" not in rest:  # what was sent is exact only if it was UTF-8 (surrogates are not)
+            try:
+                collector.stdout.decode("utf-8")
+            except UnicodeDecodeError:
+                rest["stdout_b64"] = base64.b64encode(collector.stdout).decode("ascii")
+        yield b'",' + json_bytes(rest)[1:]
+        heap.used(sent)  # its buffers go back to the system once large answers stop
+    finally:
+        if not task.done():  # the client went away: stop its code
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class ExecuteRoutes:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
@@ -145,10 +194,23 @@ class ExecuteRoutes:
         if NDJSON in request.headers.get("accept", ""):
             return StreamingResponse(self._stream(req), media_type=NDJSON, headers=headers)
         collector = Collector(self.gw.settings.max_output_bytes)
+        if req.session is None:  # a script's stdout can be on its way while it runs
+            collector.grown = asyncio.Event()
         task = asyncio.create_task(self.gw.run(collector, req, output_limit=collector.max_bytes))
-        # nothing is sent until the end: watch for the client leaving, and stop its code then
+        # nothing is sent until the end (or until a script's stdout is large): watch for the client
+        # leaving, and stop its code then
         while not task.done():
-            await asyncio.wait({task}, timeout=0.5)
+            if collector.grown is None:
+                await asyncio.wait({task}, timeout=0.5)
+            else:
+                if len(collector.stdout) >= STREAM_AFTER:
+                    return StreamingResponse(
+                        streamed_answer(collector, task), headers=headers, media_type="application/json"
+                    )
+                collector.grown.clear()
+                grown = asyncio.ensure_future(collector.grown.wait())
+                await asyncio.wait({task, grown}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                grown.cancel()
             if not task.done() and await request.is_disconnected():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
