@@ -139,8 +139,12 @@ class ScriptRunner:
             return None
         while self._warm:
             w = self._warm.pop(0)
+            # refilled now, before the script runs: a spawn while code runs leaves a fork of the
+            # gateway, under setid already the code's uid but not yet exec'd, open to the code's
+            # SIGSTOP, which would hold the gateway's loop in Popen (test_container.py)
+            self.refill()
             if w.proc.returncode is None:
-                return w  # refilled once handed over (run): a spawn now would delay this script's start
+                return w
             os.close(w.chan_r)
             os.close(w.ctl_w)
             self.settings.jail.close_cell(w.cell)
@@ -197,7 +201,6 @@ class ScriptRunner:
                 chan_r = warm.chan_r
                 proc, exited = warm.proc, warm.exited
                 self._hand_over(warm, req, path, shown)
-                self.refill()  # its fork and exec run on the loop while the script runs, not before
             elif language == "python":
                 chan_r, chan_w = channel_pipe()
                 cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), *_bootstrap_args(req, path, shown)]
