@@ -131,19 +131,27 @@ def _stdin(text: str | None, b64: str | None) -> bytes | None:
 STREAM_AFTER = 256 << 10  # a script's stdout this large is sent as it comes, not after its end
 
 
+async def _until_grown(collector: Collector, task: asyncio.Task[None], timeout: float | None) -> None:
+    """Until the script's stdout grows, the run ends, or ``timeout`` seconds pass."""
+    assert collector.grown is not None
+    collector.grown.clear()
+    grown = asyncio.ensure_future(collector.grown.wait())
+    await asyncio.wait({task, grown}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    grown.cancel()
+
+
 async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> AsyncIterator[bytes]:
     """A script's JSON answer with ``stdout`` first, sent as the script writes it (the client
     reads 10 MB while it is made, not after), and the rest of the answer at its end: the same
     JSON as the whole answer, its keys in another order."""
-    decode = codecs.getincrementaldecoder("utf-8")(
-        "replace"
-    ).decode  # as the whole answer shows bytes that are not UTF-8
+    # bytes that are not UTF-8 shown as the whole answer shows them (U+FFFD; exact in stdout_b64)
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
     sent = 0
     try:
         yield b'{"stdout":"'
         while True:
             done = task.done()
-            chunk = bytes(collector.stdout[sent:])
+            chunk = collector.stdout[sent:]  # a slice is already a copy
             sent += len(chunk)
             if chunk or done:
                 text = decode(chunk, done)
@@ -151,11 +159,7 @@ async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> Asy
                     yield json_bytes(text)[1:-1]
             if done:
                 break
-            assert collector.grown is not None
-            collector.grown.clear()
-            grown = asyncio.ensure_future(collector.grown.wait())
-            await asyncio.wait({task, grown}, return_when=asyncio.FIRST_COMPLETED)
-            grown.cancel()
+            await _until_grown(collector, task, None)
         rest = collector.result()
         failure = None if task.cancelled() else task.exception()
         if task.cancelled() or failure is not None:  # too late for a 500: said in the answer
@@ -207,10 +211,7 @@ class ExecuteRoutes:
                     return StreamingResponse(
                         streamed_answer(collector, task), headers=headers, media_type="application/json"
                     )
-                collector.grown.clear()
-                grown = asyncio.ensure_future(collector.grown.wait())
-                await asyncio.wait({task, grown}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-                grown.cancel()
+                await _until_grown(collector, task, 0.5)
             if not task.done() and await request.is_disconnected():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -129,8 +129,9 @@ def _coderunner_init():
     import logging
 
     log = ip.kernel.log
-    if log.handlers and min(h.level for h in log.handlers) > logging.DEBUG >= log.level:
-        log.setLevel(min(h.level for h in log.handlers))
+    taken = min((h.level for h in log.handlers), default=logging.NOTSET)
+    if taken > logging.DEBUG >= log.level:
+        log.setLevel(taken)
     import ipykernel.ipkernel
 
     accepts = getattr(ipykernel.ipkernel, "_accepts_parameters", None)
