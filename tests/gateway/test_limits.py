@@ -65,3 +65,24 @@ def test_memory_of_a_large_answer_is_given_back_when_idle(gateway_factory):
     while _rss_mb(gw.proc.pid) - base > 12:
         assert time.monotonic() < deadline, f"{_rss_mb(gw.proc.pid) - base:.0f} MiB still held 15 s after"
         time.sleep(0.5)
+
+
+def test_a_forged_giant_record_from_code_is_not_gathered(gateway_factory):
+    """Code writes its own record to the channel its output goes through, claiming a 4 GiB
+    display, then sends 96 MiB of it: the gateway skips it instead of gathering it."""
+    gw = gateway_factory("--pool-size", "0")
+    gw.execute("pass")
+    before = peak_rss_mb(gw.proc.pid)
+    code = (
+        "import fcntl, os, stat\n"
+        "def writable_fifo(fd):\n    try:\n        return stat.S_ISFIFO(os.fstat(fd).st_mode) and"
+        " fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY\n    except OSError:\n        return False\n"
+        "chan = [fd for fd in range(3, 64) if writable_fifo(fd)]\n"
+        "fd = chan[0]\nos.write(fd, b'\\x05' + (2**32 - 1).to_bytes(4, 'big'))\n"
+        "block = b'z' * (1 << 20)\nfor _ in range(96):\n    os.write(fd, block)\nos._exit(7 if chan else 1)"
+    )
+    r = gw.execute(code, timeout=60)
+    assert r["exit_code"] == 7, r  # the channel was found and the record sent (the rest of the output was its body)
+    grown = peak_rss_mb(gw.proc.pid) - before
+    assert grown < 48, f"the gateway grew {grown:.0f} MiB gathering a forged record"
+    assert gw.execute("print(1)")["stdout"] == "1\n"
