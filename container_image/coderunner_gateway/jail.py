@@ -371,18 +371,7 @@ class BwrapJail(Jail):
         """As root: the command that drops to the code's uid before running the program."""
         if self.drop_to is None:
             return []
-        uid, gid = self.drop_to
-        if self.setpriv:
-            return [
-                self.setpriv,
-                f"--reuid={uid}",
-                f"--regid={gid}",
-                "--clear-groups",
-                "--no-new-privs",
-                "--inh-caps=-all",
-                "--",
-            ]
-        return [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
+        return drop_argv(*self.drop_to, self.setpriv)
 
     def env(self, cell: Cell, env: dict[str, str]) -> dict[str, str]:
         return {**env, "HOME": cell.home, "TMPDIR": "/tmp"}
@@ -418,7 +407,7 @@ class SetidJail(Jail):
         if ws.st_uid == 0:  # a fresh volume: the code must be able to write it
             os.chown(config.workspace, self.code_uid, self.code_gid)
         self._gids = count(GID_BASE + (os.getpid() % 1000) * 1000)
-        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.setpriv = shutil.which("setpriv")
 
     def _prepare(self, cell: Cell) -> None:
         cell.gid = next(self._gids)
@@ -445,20 +434,20 @@ class SetidJail(Jail):
             f'chown -R {self.code_uid}:{cell.gid} "${{a#--user-data-dir=}}";; esac; done\n'
         )
 
+    def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
+        # The drop happens after exec, in setpriv (or DROP), never in the gateway's fork: a
+        # fork already at the code's uid but not yet exec'd is a copy of the gateway that
+        # code could SIGSTOP, and Popen would wait on it, holding the gateway's loop, for good
+        return [*drop_argv(self.code_uid, self._gid(cell), self.setpriv), *argv]
+
     def popen_kwargs(self, cell: Cell) -> dict[str, Any]:
-        libc = self._libc
+        return {"start_new_session": True, "umask": 0o022}
 
-        def drop() -> None:  # runs in the child after setuid: no capabilities are left
-            libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-
-        return {
-            "start_new_session": True,
-            "user": self.code_uid,
-            "group": cell.gid,
-            "extra_groups": [],
-            "umask": 0o022,
-            "preexec_fn": drop,
-        }
+    @staticmethod
+    def _gid(cell: Cell) -> int:
+        if cell.gid is None:
+            raise RuntimeError(f"cell {cell.id} has no group: it was not opened by this jail")
+        return cell.gid
 
     def kill(self, cell: Cell) -> None:
         super().kill(cell)
@@ -466,10 +455,26 @@ class SetidJail(Jail):
             kill_group(cell.gid)
 
     def _wrap_argv(self, cell: Cell, program: str) -> list[str]:
-        return [sys.executable, "-S", "-c", DROP, str(self.code_uid), str(cell.gid), program]
+        return self.command(cell, [program])
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.name, "code_uid": self.code_uid}
+
+
+def drop_argv(uid: int, gid: int, setpriv: str | None) -> list[str]:
+    """The command that, run as root, becomes ``uid``/``gid`` (no other groups, no
+    capabilities, no-new-privileges, umask 022 inherited) and execs what follows it."""
+    if setpriv:
+        return [
+            setpriv,
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--",
+        ]
+    return [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
 
 
 def write_cell_file(path: str, text: str) -> None:
