@@ -139,12 +139,8 @@ class ScriptRunner:
             return None
         while self._warm:
             w = self._warm.pop(0)
-            # refilled now, before the script runs: a spawn while code runs leaves a fork of the
-            # gateway, under setid already the code's uid but not yet exec'd, open to the code's
-            # SIGSTOP, which would hold the gateway's loop in Popen (test_container.py)
-            self.refill()
             if w.proc.returncode is None:
-                return w
+                return w  # refilled once handed over (run): a spawn now would delay this script's start
             os.close(w.chan_r)
             os.close(w.ctl_w)
             self.settings.jail.close_cell(w.cell)
@@ -201,6 +197,10 @@ class ScriptRunner:
                 chan_r = warm.chan_r
                 proc, exited = warm.proc, warm.exited
                 self._hand_over(warm, req, path, shown)
+                # its fork and exec run on the loop while the script runs, not before; the fork is
+                # the gateway's uid until its exec, never the code's (jail.py), so code that
+                # stops what it can meanwhile cannot stop the gateway (test_setid.py)
+                self.refill()
             elif language == "python":
                 chan_r, chan_w = channel_pipe()
                 cmd = [self.settings.python, "-u", "-c", BOOTSTRAP, str(chan_w), *_bootstrap_args(req, path, shown)]
