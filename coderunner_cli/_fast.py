@@ -300,6 +300,22 @@ def _transport(url: str, from_state: bool, exc: BaseException):
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C while modules load: as the command's own Ctrl-C
+        _interrupted()
+    except RuntimeError as exc:  # ... also when it landed in a class body's __set_name__
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # (ipaddress, 3.11) which wraps it
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    print("coderunner: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
+def _main() -> None:
     if sys.argv[1:] in ([], ["--help"], ["-h"]):  # the top-level help, kept from the Typer CLI's (_help.py)
         from . import _help
 
@@ -343,8 +359,7 @@ def main() -> None:
         _stdout_to_devnull()
         sys.exit(141)
     except KeyboardInterrupt:
-        print("coderunner: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     sys.exit(code)
 
 

@@ -7,9 +7,12 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import cr, needs_bwrap
 from tests.conftest import pid_alive, pids_holding
@@ -129,3 +132,31 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path):
             )
         outcomes.add(proc.returncode)
     assert 130 in outcomes, outcomes
+
+
+@pytest.mark.parametrize("how", ["plain", "in __set_name__"])
+def test_ctrl_c_inside_a_module_being_loaded_prints_no_traceback(tmp_path, how):
+    """Ctrl-C that lands while the CLI loads a module: a KeyboardInterrupt, or (Python 3.11)
+    a RuntimeError it caused, when it landed in a class's ``__set_name__`` (ipaddress, loaded
+    through pathlib: CI hit it). Either way "interrupted" and 130, as for a Ctrl-C later on."""
+    from tests.cli.conftest import cli_env
+
+    raise_it = {
+        "plain": "raise KeyboardInterrupt",
+        "in __set_name__": "type('C', (), {'d': type('D', (), {'__set_name__': interrupt})()})",
+    }[how]
+    code = (
+        "import sys\n"
+        "def interrupt(*args):\n    raise KeyboardInterrupt\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == 'coderunner_cli.paths':\n            {raise_it}\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "sys.argv = ['coderunner', 'exec', '-c', 'print(1)']\n"
+        "from coderunner_cli._fast import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stderr) == (130, "coderunner: interrupted\n")
