@@ -87,16 +87,22 @@ def channel_pipe() -> tuple[int, int]:
 
 
 async def pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits: list[int]) -> None:
-    """Read tagged records; merge runs of one stream that arrive together."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=CHANNEL_PIPE_BYTES)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
+    """Read tagged records; merge runs of one stream that arrive together.
+
+    Straight off the pipe, up to its size at a time: a StreamReader would copy every byte
+    twice more (into its buffer, and out of it), ~10 ms of page faults for 10 MB here."""
+    os.set_blocking(fd, False)
     outputs = {tag: _Output(sink, name) for tag, name in _STREAMS.items()}
     records = Records()
     try:
-        while chunk := await reader.read(CHANNEL_PIPE_BYTES):
+        while True:
+            try:
+                chunk = os.read(fd, CHANNEL_PIPE_BYTES)
+            except BlockingIOError:
+                await _readable(fd)
+                continue
+            if not chunk:
+                break
             for tag, pieces in records.feed(chunk):
                 if tag in outputs:
                     await outputs[tag].feed_pieces(pieces)
@@ -105,7 +111,22 @@ async def pump_channel(fd: int, sink: Sink, errors: list[dict[str, Any]], exits:
         for out in outputs.values():
             await out.feed(b"", final=True)
     finally:
-        transport.close()
+        os.close(fd)
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:  # the loop may see the fd again before this task resumes: once is enough
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
 
 
 MAX_RECORD_BYTES = 64 << 20  # an error, exit or display record; larger ones are skipped

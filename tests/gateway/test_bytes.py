@@ -143,3 +143,18 @@ def test_a_client_leaving_a_streamed_answer_ends_the_script(gateway):
         assert s.recv(65536).startswith(b"HTTP/1.1 200")  # the answer has begun
     time.sleep(4.5)
     assert not marker.exists(), "the script ran on after its client left"
+
+
+def test_any_buffer_written_to_stdout_comes_whole(gateway):
+    """sys.stdout.buffer takes any buffer, as a file does: the bootstrap sends it without
+    copying where it can, and as its bytes where it cannot (strided, or not of bytes)."""
+    code = (
+        "import array, sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "n = [w(memoryview(b'a-b-c-')[::2]), w(array.array('i', [0x44434241])), w(bytearray(b'\\n')),\n"
+        "     w(memoryview(b'x' * (3 << 20))[1:]), w(b'')]\n"
+        "sys.stderr.write(repr(n))\n"
+    )
+    out = gateway.execute(code)
+    assert out["stdout"] == "abc" + "ABCD" + "\n" + "x" * ((3 << 20) - 1)
+    assert out["stderr"] == repr([3, 4, 1, (3 << 20) - 1, 0])

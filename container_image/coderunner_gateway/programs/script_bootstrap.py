@@ -15,13 +15,23 @@ def _coderunner_boot():
     os.set_inheritable(fd, False)
     lock = _thread.allocate_lock()
 
-    def send(tag, data):
+    def send(tag, data):  # records of up to 1 MiB, each header and its data in one writev, not copied
+        view = memoryview(data)
+        if not view.c_contiguous or view.format != "B":
+            view = memoryview(view.tobytes())
         with lock:
-            for i in range(0, len(data), 65536):
-                part = data[i : i + 65536]
-                rec = tag + len(part).to_bytes(4, "big") + part
-                while rec:
-                    rec = rec[os.write(fd, rec) :]
+            for i in range(0, len(view), 1 << 20):
+                part = view[i : i + (1 << 20)]
+                head = tag + len(part).to_bytes(4, "big")
+                n = os.writev(fd, [head, part])
+                if n < 5:
+                    head = head[n:]
+                    while head:
+                        head = head[os.write(fd, head) :]
+                    n = 5
+                part = part[n - 5 :]
+                while part:
+                    part = part[os.write(fd, part) :]
 
     class Channel(io.RawIOBase):
         def __init__(self, tag, real):
@@ -36,10 +46,9 @@ def _coderunner_boot():
         def isatty(self):
             return False
 
-        def write(self, b):
-            b = bytes(b)
+        def write(self, b):  # sent before returning: b need not be copied
             send(self._tag, b)
-            return len(b)
+            return memoryview(b).nbytes
 
     def show(*args, **kwargs):  # plt.show() on a backend without a screen: the figures become display records
         import base64
