@@ -212,7 +212,8 @@ class Collector:
             size -= cut
         self.dropped[stream] += size
 
-    def result(self) -> dict[str, Any]:
+    def result(self, *, stdout: bool = True) -> dict[str, Any]:
+        """The whole answer; without ``stdout`` decoded when it was sent already (a streamed answer)."""
         dropped = dict(self.dropped)
         for stream, size in (self.done.get("dropped") or {}).items():  # what a kernel cut at the source
             dropped[stream] = dropped.get(stream, 0) + size
@@ -228,7 +229,7 @@ class Collector:
             "error": self.error,
             "truncated": truncated,
         }
-        for stream in ("stdout", "stderr"):
+        for stream in ("stdout", "stderr") if stdout else ("stderr",):
             data = getattr(self, stream)  # decoded in place: a copy of 10 MB costs ~5 ms
             try:
                 out[stream] = data.decode("utf-8", "surrogatepass")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import peak_rss_mb
 
@@ -52,13 +53,17 @@ def _rss_mb(pid: int) -> float:
 
 def test_memory_of_a_large_answer_is_given_back_when_idle(gateway_factory):
     """Large answers are served from a heap that keeps its pages (heap.py); an idle gateway
-    gives them back within seconds instead of holding its last large output."""
-    gw = gateway_factory("--pool-size", "0")
+    gives them back within seconds instead of holding its last large output. Whole answers
+    (sessions'), three at once: their buffers live together, and the heap keeps them."""
+    gw = gateway_factory("--pool-size", "3")
     code = "import sys; sys.stdout.write('x' * (15 << 20))"
+    sessions = [gw.new_session() for _ in range(3)]
     gw.execute("pass")
     base = _rss_mb(gw.proc.pid)
-    for _ in range(3):
-        assert len(gw.execute(code)["stdout"]) == 15 << 20
+    for _ in range(2):
+        with ThreadPoolExecutor(3) as pool:
+            outs = list(pool.map(lambda sid: gw.execute(code, session_id=sid), sessions))
+        assert [len(r["stdout"]) for r in outs] == [15 << 20] * 3
     grown = _rss_mb(gw.proc.pid)
     assert grown - base > 20, "the test did not make the gateway hold a large answer"
     deadline = time.monotonic() + 15

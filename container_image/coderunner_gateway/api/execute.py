@@ -140,13 +140,15 @@ async def _until_grown(collector: Collector, task: asyncio.Task[None], timeout: 
     grown.cancel()
 
 
-async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> AsyncIterator[bytes]:
+async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> AsyncIterator[bytes | memoryview]:
     """A script's JSON answer with ``stdout`` first, sent as the script writes it (the client
     reads 10 MB while it is made, not after), and the rest of the answer at its end: the same
-    JSON as the whole answer, its keys in another order."""
-    # bytes that are not UTF-8 shown as the whole answer shows them (U+FFFD; exact in stdout_b64)
-    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-    sent = 0
+    JSON as the whole answer, its keys in another order.
+
+    Each byte is copied as few times as it can be (each copy of 10 MB is 1 to 10 ms here, the
+    more when its pages are new): sliced off the collector, decoded, encoded as JSON, sent."""
+    sent, exact = 0, True
+    pending: bytes | bytearray = b""
     try:
         yield b'{"stdout":"'
         while True:
@@ -154,23 +156,26 @@ async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> Asy
             chunk = collector.stdout[sent:]  # a slice is already a copy
             sent += len(chunk)
             if chunk or done:
-                text = decode(chunk, done)
+                data = pending + chunk if pending else chunk
+                try:  # a character cut by the end of a read waits for the rest (pending)
+                    text, used = codecs.utf_8_decode(data, "strict", done)
+                except UnicodeDecodeError:  # not UTF-8: U+FFFD shown, as the whole answer shows it
+                    exact = False
+                    text, used = codecs.utf_8_decode(data, "replace", done)
+                pending = data[used:]
                 if text:
-                    yield json_bytes(text)[1:-1]
+                    yield memoryview(json_bytes(text))[1:-1]
             if done:
                 break
             await _until_grown(collector, task, None)
-        rest = collector.result()
+        rest = collector.result(stdout=False)
         failure = None if task.cancelled() else task.exception()
         if task.cancelled() or failure is not None:  # too late for a 500: said in the answer
             log.error("execution failed", exc_info=failure)
             rest.update(status="error", exit_code=1, message="internal gateway error; see the gateway log")
         rest.pop("stdout", None)
-        if "stdout_b64" not in rest:  # what was sent is exact only if it was UTF-8 (surrogates are not)
-            try:
-                collector.stdout.decode("utf-8")
-            except UnicodeDecodeError:
-                rest["stdout_b64"] = base64.b64encode(collector.stdout).decode("ascii")
+        if not exact:  # what was sent is exact only if it was UTF-8 (surrogates are not)
+            rest["stdout_b64"] = base64.b64encode(collector.stdout).decode("ascii")
         yield b'",' + json_bytes(rest)[1:]
         heap.used(sent)  # its buffers go back to the system once large answers stop
     finally:
