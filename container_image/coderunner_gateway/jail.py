@@ -32,8 +32,10 @@ contract they share, kept beside the helpers they use and :func:`make_jail` choo
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -45,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
+
+from .etc_view import EtcView
 
 log = logging.getLogger("coderunner_gateway")
 
@@ -58,7 +62,7 @@ GID_BASE = 200000  # cell gids: above any real group, below 2**31
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
 
-# What a bwrap cell sees of /etc: what programs need, none of the host's secrets.
+# What a bwrap cell sees of /etc (copied: etc_view.py): what programs need, none of the host's secrets.
 ETC_FILES = (
     "resolv.conf",
     "hosts",
@@ -133,6 +137,7 @@ class JailConfig:
     shares: list[str] = field(default_factory=list)  # extra paths a bwrap cell sees read-write
     shares_ro: list[str] = field(default_factory=list)  # ... and read-only (skills, credentials, ssh socket)
     tmp_size: int = 1 << 30  # bytes of private /tmp per bwrap cell
+    etc: str = "/etc"  # whose allowlisted entries (ETC_FILES) a bwrap cell sees at /etc
     bwrap: str = "bwrap"
 
 
@@ -210,7 +215,9 @@ class Jail:
 
     def close_cell(self, cell: Cell) -> None:
         self.kill(cell)
-        shutil.rmtree(cell.dir, ignore_errors=True)
+        # its files go in the background, off the answer's way (~1 ms a cell here); nothing
+        # can use them now: every process of the cell has been killed
+        _remover().submit(shutil.rmtree, cell.dir, ignore_errors=True)
 
     # -- processes ---------------------------------------------------------
     def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
@@ -249,6 +256,7 @@ class BwrapJail(Jail):
             if os.stat(config.workspace).st_uid == 0:
                 os.chown(config.workspace, *self.drop_to)
         self._made: set[str] = set()
+        self._etc = EtcView(os.path.join(config.runtime_dir, "etc"), ETC_FILES, config.etc)
         self._view = self._system_view()
 
     def _parents(self, path: str) -> list[str]:
@@ -258,7 +266,7 @@ class BwrapJail(Jail):
         parts = path.rstrip("/").split("/")[1:-1]
         for i in range(1, len(parts) + 1):
             d = "/" + "/".join(parts[:i])
-            if d not in self._made and d not in ("/usr", "/proc", "/dev", "/tmp", "/run", "/home", "/dev/shm"):
+            if d not in self._made and d not in ("/usr", "/etc", "/proc", "/dev", "/tmp", "/run", "/home", "/dev/shm"):
                 self._made.add(d)
                 out += ["--perms", "0755", "--dir", d]
         return out
@@ -271,9 +279,6 @@ class BwrapJail(Jail):
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        for name in ETC_FILES:
-            if os.path.lexists(f"/etc/{name}"):
-                args += [*self._parents(f"/etc/{name}"), "--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         if os.path.isdir("/opt"):
             args += ["--ro-bind", "/opt", "/opt"]
         for path in python_dirs():
@@ -294,7 +299,15 @@ class BwrapJail(Jail):
         cmd = [self.bwrap, *self._namespace_args()]
         tmp = self._made.copy()
         # the scratch mounts first: the view may live below them (a venv in /tmp, /home/USER)
-        cmd += [*self._scratch_mounts(), *self._view, *self._binds(cell, extra_binds)]
+        # /etc: the allowlisted entries of the host's, copied into one folder (etc_view.py)
+        cmd += [
+            *self._scratch_mounts(),
+            "--ro-bind",
+            self._etc.path(),
+            "/etc",
+            *self._view,
+            *self._binds(cell, extra_binds),
+        ]
         self._made = tmp  # the parents under /tmp and /run are made anew in every cell
         cmd += ["--chdir", self.config.workspace, "--", *self._drop_args()]
         return [*cmd, *argv]
@@ -475,6 +488,11 @@ def drop_argv(uid: int, gid: int, setpriv: str | None) -> list[str]:
             "--",
         ]
     return [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
+
+
+@functools.cache
+def _remover() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cell-remover")
 
 
 def write_cell_file(path: str, text: str) -> None:

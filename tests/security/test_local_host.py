@@ -83,6 +83,38 @@ def test_an_empty_pythonpath_entry_does_not_expose_the_home(box):
     assert "FileNotFoundError" in r.stderr and HOST_SECRET not in r.stdout + r.stderr
 
 
+def test_etc_shows_the_allowlisted_entries_only_read_only_and_as_the_host_has_them(box):
+    """A cell's /etc is one read-only copy of the host's allowlisted entries (etc_view.py):
+    nothing else of the host's (machine-id, ssh, shadow...) and nothing writable."""
+    from coderunner_gateway.jail import ETC_FILES
+
+    from coderunner_cli.runtimes._bwrap import ETC_FILES as SANDBOX_ETC
+
+    code = (
+        "import errno, hashlib, json, os\n"
+        "def digest(p):\n    return hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.isfile(p) else None\n"
+        "try:\n    open('/etc/passwd', 'a')\n    w = 'OK'\nexcept OSError as e:\n    w = errno.errorcode[e.errno]\n"
+        "print(json.dumps({'top': sorted(os.listdir('/etc')), 'write': w,"
+        " 'files': {n: digest('/etc/' + n) for n in ('passwd', 'hosts', 'resolv.conf', 'ssl/certs/ca-certificates.crt')},"
+        " 'links': sorted(os.listdir('/etc/ssl/certs'))[:5] if os.path.isdir('/etc/ssl/certs') else None}))"
+    )
+    import hashlib
+    import json
+
+    seen = json.loads(cr(box, "exec", "-c", code, check=0).stdout)
+    # the cell's allowlist, of what the sandbox around the gateway has (its own allowlist)
+    allowed = {n.split("/")[0] for n in ETC_FILES if os.path.exists(f"/etc/{n}")}
+    in_both = {n.split("/")[0] for n in ETC_FILES if os.path.exists(f"/etc/{n}") and n in SANDBOX_ETC}
+    assert in_both <= set(seen["top"]) <= allowed, (set(seen["top"]), in_both, allowed)
+    assert not {"machine-id", "shadow", "ssh", "sudoers"} & set(seen["top"])
+    assert seen["write"] == "EROFS"
+    for name, digest in seen["files"].items():
+        host = f"/etc/{name}"
+        assert digest == (hashlib.sha256(Path(host).read_bytes()).hexdigest() if os.path.isfile(host) else None), name
+    if os.path.isdir("/etc/ssl/certs"):
+        assert seen["links"] == sorted(os.listdir("/etc/ssl/certs"))[:5]
+
+
 def test_setuid_files_left_in_the_workspace_are_not_root_s(box):
     name = f"suid-{uuid.uuid4().hex}"
     cr(
