@@ -22,12 +22,32 @@ from .settings import Settings
 log = logging.getLogger("coderunner_gateway")
 
 
+def _watch_children_by_pidfd() -> None:
+    """Python 3.11's asyncio waits for each child process in a thread of its own (started per
+    process: ~1 ms of the gateway's CPU per script); a pidfd on the loop does it without one,
+    as 3.12 does by itself."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel before 5.3, or a seccomp filter that refuses it
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+
+
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     from .app import create_app
     from .heap import heap
     from .http_guard import guarded_protocol
 
     heap.tune()
+    _watch_children_by_pidfd()
 
     if settings.token is None and not args.uds:
         sys.exit(
