@@ -32,17 +32,17 @@ contract they share, kept beside the helpers they use and :func:`make_jail` choo
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import ctypes
-import functools
 import json
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -152,6 +152,7 @@ class Jail:
         os.makedirs(self.cells_dir, mode=0o711, exist_ok=True)
         os.chmod(self.cells_dir, 0o711)
         self._ids = count(1)
+        self._remover = _Remover()
 
     # -- cells -------------------------------------------------------------
     def open_cell(self, kind: str) -> Cell:
@@ -217,7 +218,7 @@ class Jail:
         self.kill(cell)
         # its files go in the background, off the answer's way (~1 ms a cell here); nothing
         # can use them now: every process of the cell has been killed
-        _remover().submit(shutil.rmtree, cell.dir, ignore_errors=True)
+        self._remover.remove(cell.dir)
 
     # -- processes ---------------------------------------------------------
     def command(self, cell: Cell, argv: list[str], *, extra_binds: tuple[str, ...] = ()) -> list[str]:
@@ -490,9 +491,27 @@ def drop_argv(uid: int, gid: int, setpriv: str | None) -> list[str]:
     return [sys.executable, "-S", "-c", DROP, str(uid), str(gid)]
 
 
-@functools.cache
-def _remover() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cell-remover")
+class _Remover:
+    """Removes folders in a thread of its own, started with the jail: a thread started later
+    may be refused, when code holds every process the sandbox may have (RLIMIT_NPROC)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, name="cell-remover", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:  # no thread to be had: removed in place
+            self._thread = None
+
+    def remove(self, path: str) -> None:
+        if self._thread is None:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            self._queue.put(path)
+
+    def _run(self) -> None:
+        while True:
+            shutil.rmtree(self._queue.get(), ignore_errors=True)
 
 
 def write_cell_file(path: str, text: str) -> None:
