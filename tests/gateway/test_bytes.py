@@ -158,3 +158,12 @@ def test_any_buffer_written_to_stdout_comes_whole(gateway):
     out = gateway.execute(code)
     assert out["stdout"] == "abc" + "ABCD" + "\n" + "x" * ((3 << 20) - 1)
     assert out["stderr"] == repr([3, 4, 1, (3 << 20) - 1, 0])
+
+
+def test_a_large_streamed_stdout_with_escapes_and_wide_characters_comes_exact(gateway):
+    """Over a MiB of text that JSON must escape and that UTF-8 spreads over 1 to 4 bytes: the
+    streamed answer encodes it in pieces, and the pieces join to the exact text."""
+    code = "import sys\nsys.stdout.write(('a\"\\\\\\n\\t\\x01é€😀' * 200_000) + 'end')\n"
+    out = gateway.execute(code)
+    assert out["stdout"] == 'a"\\\n\t\x01é€😀' * 200_000 + "end"
+    assert "stdout_b64" not in out
