@@ -64,11 +64,11 @@ def test_memory_of_a_large_answer_is_given_back_when_idle(gateway_factory):
         with ThreadPoolExecutor(3) as pool:
             outs = list(pool.map(lambda sid: gw.execute(code, session_id=sid), sessions))
         assert [len(r["stdout"]) for r in outs] == [15 << 20] * 3
-    grown = _rss_mb(gw.proc.pid)
-    assert grown - base > 20, "the test did not make the gateway hold a large answer"
+    held = _rss_mb(gw.proc.pid) - base
+    assert held > 8, "the test did not make the gateway hold a large answer"
     deadline = time.monotonic() + 15
-    while _rss_mb(gw.proc.pid) - base > 12:
-        assert time.monotonic() < deadline, f"{_rss_mb(gw.proc.pid) - base:.0f} MiB still held 15 s after"
+    while (now := _rss_mb(gw.proc.pid) - base) > held / 2:  # half of it given back at least
+        assert time.monotonic() < deadline, f"{now:.0f} of {held:.0f} MiB still held 15 s after"
         time.sleep(0.5)
 
 
