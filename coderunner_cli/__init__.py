@@ -6,9 +6,7 @@ Names are imported on first use, so ``import coderunner_cli`` stays cheap
 for the CLI (which imports this package on every call).
 """
 
-from __future__ import annotations
-
-import sys
+import sys  # first: no `from __future__` import before the hook below (Ctrl-C landed in importing it)
 
 
 def _interrupted_while_starting(kind, value, tb):
@@ -68,7 +66,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name in _ERRORS:
         from . import errors
 
