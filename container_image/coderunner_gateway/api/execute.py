@@ -167,7 +167,7 @@ async def streamed_answer(collector: Collector, task: asyncio.Task[None]) -> Asy
                 # in pieces: orjson reserves 6 bytes a character (escapes), so a 10 MB text took
                 # a fresh 60 MB mapping and 10 MB of page faults each time; 6 MiB comes from the heap
                 for i in range(0, len(text), JSON_PIECE):
-                    yield memoryview(json_bytes(text[i : i + JSON_PIECE] if len(text) > JSON_PIECE else text))[1:-1]
+                    yield memoryview(json_bytes(text[i : i + JSON_PIECE]))[1:-1]  # a whole-str slice is the str
             if done:
                 break
             await _until_grown(collector, task, None)
